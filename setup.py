@@ -1,0 +1,30 @@
+"""pip install path: the pure-Python core (usable without ROS) and the ROS tools.
+
+`colcon build` uses CMakeLists.txt instead (messages + the same Python packages).
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="alpamayo",
+    version="0.1.0",
+    description="Alpamayo-R1 vision-language-action driving model: core library and ROS 2 node",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["alpamayo_core", "alpamayo_core.*", "alpamayo_ros",
+                                    "alpamayo_ros.*"]),
+    package_data={"alpamayo_core": ["data/*"]},
+    install_requires=["numpy", "torch", "transformers", "safetensors", "scipy"],
+    entry_points={
+        "console_scripts": [
+            "alpamayo-plan = alpamayo_core.cli.plan:main",
+            "alpamayo-prepare = alpamayo_core.cli.prepare:main",
+            "alpamayo-make-tiny = alpamayo_core.cli.make_tiny:main",
+            "alpamayo-export = alpamayo_core.cli.export:main",
+            "alpamayo-node = alpamayo_ros.__main__:main",
+            "alpamayo-synth = alpamayo_ros.cli.synth:main",
+            "alpamayo-replay = alpamayo_ros.cli.replay:main",
+            "alpamayo-eval = alpamayo_ros.cli.evaluate:main",
+        ],
+    },
+)
