@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from alpamayo_core.config import ImageConfig
+
 if TYPE_CHECKING:
     from rclpy.node import Node
     from rclpy.parameter import Parameter
@@ -23,12 +25,8 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "torch_cuda_graph")
 TRANSPORTS = ("raw", "compressed")
 QOS_CHOICES = ("best_effort", "reliable", "auto")
-DEFAULT_CAMERAS = (
-    "cross_left_120fov",
-    "front_wide_120fov",
-    "cross_right_120fov",
-    "front_tele_30fov",
-)
+# The checkpoint's camera order and names (also the synthetic rig's and bag tools' names).
+DEFAULT_CAMERAS: tuple[str, ...] = ImageConfig().cameras
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
@@ -102,7 +100,7 @@ class NodeParams:
         "auto", "Camera subscription reliability; auto matches the publishers",
         choices=QOS_CHOICES)
     reference_camera: str = _param(
-        "front_wide_120fov", "Camera whose newest stamp defines the plan time t0")
+        "camera_front_wide_120fov", "Camera whose newest stamp defines the plan time t0")
     sync_tolerance_s: float = _param(
         0.05, "Largest |stamp - wanted time| (s) of a camera frame; beyond it the nearest frame "
         "is substituted and the plan is DEGRADED (INVALID beyond twice this)",

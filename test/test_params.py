@@ -30,7 +30,7 @@ def test_defaults_valid_with_model_dir():
     p = _valid()
     assert p.reference_index == 1
     assert p.transport_of(3) == "raw"
-    assert p.subscribed_topic(0) == "/cameras/cross_left_120fov/image_raw"
+    assert p.subscribed_topic(0) == "/cameras/camera_cross_left_120fov/image_raw"
 
 
 @pytest.mark.parametrize(("changes", "field_name"), [
@@ -62,7 +62,7 @@ def test_invalid_values_name_the_field(changes, field_name):
 def test_per_camera_transport_and_compressed_topic():
     p = _valid(camera_transport=("raw", "compressed", "raw", "compressed"))
     assert [p.transport_of(i) for i in range(4)] == ["raw", "compressed", "raw", "compressed"]
-    assert p.subscribed_topic(1) == "/cameras/front_wide_120fov/image_raw/compressed"
+    assert p.subscribed_topic(1) == "/cameras/camera_front_wide_120fov/image_raw/compressed"
 
 
 def test_from_values_rejects_unknown_and_converts_lists():
