@@ -91,7 +91,7 @@ class RigidTransform:
 
 def planar_rotations(yaw_rad: np.ndarray) -> Rotation:
     """Rotations about +z by `yaw_rad` (N,), radians."""
-    return Rotation.from_euler("z", np.asarray(yaw_rad, dtype=np.float64).reshape(-1))
+    return Rotation.from_euler("z", np.asarray(yaw_rad, dtype=np.float64).reshape(-1, 1))
 
 
 def yaw_of(rotations: Rotation) -> np.ndarray:
