@@ -114,10 +114,10 @@ class NodeParams:
         "odom", "Frame of the odometry poses and of every published plan (REP-105)")
     history_max_gap_s: float = _param(
         0.25, "Largest gap (s) between two odometry messages that a history pose is "
-        "interpolated across", read_only=False, float_range=(0.005, 5.0))
+        "interpolated across", float_range=(0.005, 5.0))
     history_max_age_s: float = _param(
         0.2, "Largest time (s) from the newest odometry stamp to t0 (extrapolation limit); "
-        "beyond it the history is INVALID", read_only=False, float_range=(0.0, 5.0))
+        "beyond it the history is INVALID", float_range=(0.0, 5.0))
     # --- node behaviour and outputs ---
     autostart: bool = _param(True, "Configure and activate at start (plain launches)")
     diagnostics_rate_hz: float = _param(

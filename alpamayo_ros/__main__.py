@@ -1,0 +1,50 @@
+"""Run the alpamayo node: `python -m alpamayo_ros --ros-args --params-file config/alpamayo.yaml`.
+
+Also the `alpamayo-node` console script and the `alpamayo_node` executable (`ros2 run`).
+SIGINT and SIGTERM end it cleanly (exit code 0); a failed autostart configure exits with 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+
+from alpamayo_ros.node import AlpamayoNode
+
+
+def _autostart(node: AlpamayoNode) -> bool:
+    """configure + activate; False (logged) if a transition fails."""
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().fatal("autostart: configure failed (see the error above)")
+        return False
+    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().fatal("autostart: activate failed")
+        return False
+    return True
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=sys.argv if args is None else args)
+    node = AlpamayoNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    code = 0
+    try:
+        if node.get_parameter("autostart").value and not _autostart(node):
+            code = 1
+        else:
+            executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
