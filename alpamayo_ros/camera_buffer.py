@@ -122,7 +122,8 @@ class FrameSelection:
         cameras: C camera names (model order).
         stamps_ns: (C, F) int64 header stamps of the chosen frames.
         offset_errors_s: (C, F) chosen stamp minus target time, seconds.
-        images_rgb: C tuples of F RGB uint8 (H, W, 3) arrays (sizes may differ per camera).
+        images_rgb: C tuples of F RGB uint8 (H, W, 3) arrays (sizes may differ per camera);
+            read-only, because later selections share them (copy before editing in place).
     """
 
     t0_ns: int
@@ -263,7 +264,9 @@ class CameraBuffer:
             for frame in chosen[camera]:
                 if frame.rgb is None:
                     try:
-                        frame.rgb = self._decode(frame.msg)
+                        rgb = self._decode(frame.msg)
+                        rgb.flags.writeable = False  # shared by later plans: no in-place edits
+                        frame.rgb = rgb
                     except ImageConversionError as exc:
                         failures.append(
                             CameraFailure(

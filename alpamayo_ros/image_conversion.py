@@ -125,7 +125,10 @@ def image_to_array(msg: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
 
 
 def image_to_rgb8(msg: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Convert a raw `sensor_msgs/Image` to RGB uint8 (H, W, 3); 16-bit values are shifted >> 8."""
+    """Convert a raw `sensor_msgs/Image` to RGB uint8 (H, W, 3); 16-bit values are shifted >> 8.
+
+    An unpadded rgb8 image comes back as a view of `msg.data` (no copy).
+    """
     layout = _ENCODINGS.get(str(msg.encoding))
     pixels = image_to_array(msg, max_pixels=max_pixels)
     if layout.bits == 16 and layout.to_rgb is not None and str(msg.encoding).startswith("bayer"):
