@@ -1,0 +1,50 @@
+"""`alpamayo-make-tiny`: build the embedded default model, a tiny random-init Alpamayo-R1.
+
+Same topology as the release (preset `tiny`, performance_anchors.md §0b sizes) and the same code
+path as a real checkpoint: the model is saved as a model folder (config.json, safetensors shards,
+extended tokenizer) and every consumer loads it back with `load_model`. Deterministic for a seed,
+so the demo and the tests rebuild the same weights anywhere without downloading anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from alpamayo_core.config import preset, with_vocab_size
+from alpamayo_core.model import AlpamayoR1
+from alpamayo_core.model_io import save_model_folder
+from alpamayo_core.tiny_tokenizer import tiny_base_tokenizer
+from alpamayo_core.tokens import TokenIds, extend_tokenizer
+
+
+def make_tiny(out_dir: str | Path, seed: int = 0, preset_name: str = "tiny") -> Path:
+    """Write a tiny random-init model folder to `out_dir`; returns the folder."""
+    tokenizer = extend_tokenizer(tiny_base_tokenizer(), preset(preset_name).tokens)
+    cfg = with_vocab_size(preset(preset_name), len(tokenizer))
+    token_ids = TokenIds.from_tokenizer(tokenizer, cfg.tokens)
+    torch.manual_seed(seed)
+    model = AlpamayoR1(cfg, token_ids).eval()
+    # Small shards on purpose: the tiny folder exercises the sharded-index path of the release.
+    return save_model_folder(model, tokenizer, out_dir, max_shard_bytes=2 * 1024**2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing folder")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if (out / "config.json").exists() and not args.force:
+        print(f"{out} already holds a model (use --force to rebuild)")
+        return 0
+    make_tiny(out, seed=args.seed)
+    print(f"wrote tiny model to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
