@@ -192,7 +192,7 @@ class HistoryTokenizerConfig:
 
     def __post_init__(self) -> None:
         _require(self.num_bins >= 2, "history_tokenizer.num_bins", "must be >= 2")
-        _require(all(a < b for a, b in zip(self.dims_min, self.dims_max)),
+        _require(all(a < b for a, b in zip(self.dims_min, self.dims_max, strict=True)),
                  "history_tokenizer.dims_min", "must be below dims_max on every axis")
         _require(self.num_steps >= 2, "history_tokenizer.num_steps", "must be >= 2")
 

@@ -50,7 +50,9 @@ _MODULE_PATHS = {
     ),
     "diffusion_cfg": "alpamayo_r1.diffusion.flow_matching.FlowMatching",
     "hist_traj_tokenizer_cfg": "alpamayo_r1.models.delta_tokenizer.DeltaTrajectoryTokenizer",
-    "traj_tokenizer_cfg": "alpamayo_r1.action_space.discrete_action_space.DiscreteTrajectoryTokenizer",
+    "traj_tokenizer_cfg": (
+        "alpamayo_r1.action_space.discrete_action_space.DiscreteTrajectoryTokenizer"
+    ),
 }
 
 

@@ -1,7 +1,7 @@
 """Alpamayo-R1: the module tree whose `state_dict()` is the released checkpoint's.
 
-    vlm              Qwen3VLForConditionalGeneration  (vlm.model.visual.*, vlm.model.language_model.*,
-                                                       vlm.lm_head.weight)
+    vlm              Qwen3VLForConditionalGeneration  (vlm.model.visual.*,
+                                                       vlm.model.language_model.*, vlm.lm_head.*)
     expert           Qwen3-VL text stack, no embeddings (expert.layers.*, expert.norm.weight)
     action_in_proj   Fourier features + MLP + LayerNorm (action_in_proj.*)
     action_out_proj  Linear(expert hidden -> 2)       (action_out_proj.{weight,bias})
