@@ -84,11 +84,12 @@ def load_tokenizer(folder: str | Path, cfg: ModelConfig) -> tuple[PreTrainedToke
 def build_empty(cfg: ModelConfig, token_ids: TokenIds, device: torch.device | str,
                 dtype: torch.dtype) -> AlpamayoR1:
     """The module tree on `device` without random init (values are garbage until loaded)."""
+    name = next(k for k, v in _DTYPES.items() if v == dtype)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device("meta"):
-            model = AlpamayoR1(cfg, token_ids)
+            model = AlpamayoR1(cfg.replace(dtype=name), token_ids)
     finally:
         torch.set_default_dtype(previous)
     model = model.to_empty(device=device)

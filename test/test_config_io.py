@@ -1,0 +1,105 @@
+"""Parsing the released config.json layout (no Hydra) into typed configs, and back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from alpamayo_core.config import ExpertConfig, FlowConfig, ModelConfig, TextConfig, preset
+from alpamayo_core.config_io import load_config, parse_config, to_released_json
+
+#: The released config.json's keys as listed in the reference sheet §1.2 (VLM by name only).
+RELEASED = {
+    "architectures": ["AlpamayoR1"], "model_type": "alpamayo_r1",
+    "vlm_name_or_path": "nvidia/Cosmos-Reason2-8B", "traj_vocab_size": 4000,
+    "tokens_per_history_traj": 48, "tokens_per_future_traj": 128, "model_dtype": "bfloat16",
+    "attn_implementation": "flash_attention_2", "add_special_tokens": True,
+    "expert_cfg": {"dtype": "bfloat16", "head_dim": 128, "hidden_size": 2048,
+                   "intermediate_size": 8256, "num_attention_heads": 16},
+    "expert_non_causal_attention": True, "keep_same_dtype": True,
+    "action_in_proj_cfg": {
+        "_target_": "alpamayo_r1.models.action_in_proj.PerWaypointActionInProjV2",
+        "hidden_size": 512, "max_freq": 100.0, "num_enc_layers": 2, "num_fourier_feats": 20},
+    "action_out_proj_cfg": {"_target_": "torch.nn.Linear"},
+    "action_space_cfg": {
+        "_target_": "alpamayo_r1.action_space.unicycle_accel_curvature."
+                    "UnicycleAccelCurvatureActionSpace",
+        "accel_mean": 0.02902694707164455, "accel_std": 0.6810426736454882,
+        "curvature_mean": 0.0002692167976330542, "curvature_std": 0.026148280660833106,
+        "accel_bounds": [-9.8, 9.8], "curvature_bounds": [-0.33, 0.33], "dt": 0.1,
+        "n_waypoints": 64, "theta_lambda": 1e-6, "theta_ridge": 1e-8, "v_lambda": 1e-6,
+        "v_ridge": 1e-4, "a_lambda": 1e-4, "a_ridge": 1e-4, "kappa_lambda": 1e-4,
+        "kappa_ridge": 1e-4},
+    "diffusion_cfg": {"_target_": "alpamayo_r1.diffusion.flow_matching.FlowMatching",
+                      "int_method": "euler", "x_dims": "???"},
+    "hist_traj_tokenizer_cfg": {
+        "_target_": "alpamayo_r1.models.delta_tokenizer.DeltaTrajectoryTokenizer"},
+    "traj_tokenizer_cfg": {
+        "_target_": "alpamayo_r1.action_space.discrete_action_space.DiscreteTrajectoryTokenizer",
+        "num_bins": 3000, "dims_min": [-10, -10], "dims_max": [10, 10]},
+    "vocab_size": 155697, "traj_token_start_idx": 151669,
+}
+
+
+def _same_architecture(a: ModelConfig, b: ModelConfig) -> None:
+    for part in ("text", "vision", "expert", "action_in_proj", "action_space", "flow",
+                 "history_tokenizer", "tokens", "images"):
+        assert getattr(a, part) == getattr(b, part), part
+
+
+def test_released_config_parses_to_the_10b_preset():
+    cfg = parse_config(RELEASED)
+    _same_architecture(cfg, preset("alpamayo-r1-10b"))
+    assert cfg.flow == FlowConfig(num_steps=10, solver="euler")
+    assert cfg.expert.num_hidden_layers == 36 and cfg.expert.num_key_value_heads == 8
+    assert cfg.text.vocab_size == 155697 and cfg.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("name", ["alpamayo-r1-10b", "seed-2b", "tiny"])
+def test_written_config_round_trips(name, tmp_path):
+    cfg = preset(name)
+    (tmp_path / "config.json").write_text(json.dumps(to_released_json(cfg)))
+    back = load_config(tmp_path)
+    _same_architecture(back, cfg)
+    assert back.dtype == cfg.dtype and back.stats_dtype == cfg.stats_dtype
+
+
+def test_unknown_target_is_an_error():
+    raw = json.loads(json.dumps(RELEASED))
+    raw["diffusion_cfg"]["_target_"] = "somewhere.DDPM"
+    with pytest.raises(ValueError, match="diffusion_cfg._target_"):
+        parse_config(raw)
+
+
+def test_history_token_count_must_match():
+    with pytest.raises(ValueError, match="tokens_per_history_traj"):
+        parse_config({**RELEASED, "tokens_per_history_traj": 16})
+
+
+def test_unknown_vlm_without_embedded_config_is_an_error():
+    with pytest.raises(ValueError, match="not a known architecture"):
+        parse_config({**RELEASED, "vlm_name_or_path": "someone/other-vlm"})
+
+
+def test_missing_and_malformed_config_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_config(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_config(tmp_path)
+
+
+def test_validation_names_the_field():
+    tiny = preset("tiny")
+    with pytest.raises(ValueError, match="expert.num_key_value_heads"):
+        tiny.replace(expert=dataclasses.replace(tiny.expert, num_key_value_heads=4,
+                                                num_attention_heads=4))
+    with pytest.raises(ValueError, match="expert.layer_map"):
+        tiny.replace(expert=dataclasses.replace(tiny.expert, num_hidden_layers=1))
+    with pytest.raises(ValueError, match="text.mrope_section"):
+        dataclasses.replace(tiny.text, mrope_section=(1, 1, 1))
+    with pytest.raises(ValueError, match="flow.solver"):
+        FlowConfig(solver="rk45")
+    assert isinstance(tiny.text, TextConfig) and isinstance(tiny.expert, ExpertConfig)
