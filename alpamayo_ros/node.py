@@ -48,6 +48,8 @@ from alpamayo_ros.plan_assembly import AssembledInputs, InputsUnavailable, assem
 
 FAULT_FILE_ENV = "ALPAMAYO_FAULT_FILE"
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+_SAMPLING_PARAMS = ("temperature", "top_p", "max_generation_tokens", "num_traj_samples",
+                    "num_flow_steps")
 _OUTPUTS = {"plan": DrivingPlan, "trajectory": Path, "history": Path, "reasoning": String,
             "markers": MarkerArray}
 
@@ -83,7 +85,10 @@ class AlpamayoNode(LifecycleNode):
         if self._params is None:
             return
         self._params = NodeParams.from_node(self)
-        if self._plan_timer is not None and any(p.name == "plan_rate_hz" for p in changes):
+        names = {p.name for p in changes}
+        if names & set(_SAMPLING_PARAMS):
+            self._planner = _with_sampling(self._planner, self._params)
+        if self._plan_timer is not None and "plan_rate_hz" in names:
             self._start_plan_timer()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -143,18 +148,19 @@ class AlpamayoNode(LifecycleNode):
         from alpamayo_core.planner import Planner
 
         start = time.perf_counter()
-        planner = Planner.from_pretrained(params.model_dir, device=params.device,
-                                          backend=params.backend)
+        backend = {} if params.backend == "auto" else {"backend": params.backend}
+        planner = Planner.from_pretrained(params.model_dir, device=params.device, **backend)
+        planner = _with_sampling(planner, params)
         self.get_logger().info(f"model loaded in {time.perf_counter() - start:.1f} s")
         if params.warmup_on_configure:
             start = time.perf_counter()
             planner.plan(_blank_inputs(len(params.camera_names), _frame_offsets(planner),
-                                       _history_poses(planner)))
+                                       _history_poses(planner)), seed=0)
             self.get_logger().info(f"warm-up plan took {time.perf_counter() - start:.1f} s")
         return planner
 
     def _check_planner(self, params: NodeParams) -> None:
-        want = len(self._planner.config.images.cameras)
+        want = len(self._planner.cfg.images.cameras)
         if len(params.camera_names) != want:
             raise ValueError(f"the model takes {want} cameras, camera_names has "
                              f"{len(params.camera_names)}")
@@ -262,7 +268,8 @@ class AlpamayoNode(LifecycleNode):
         fault_file = os.environ.get(FAULT_FILE_ENV)
         if fault_file and os.path.exists(fault_file):
             raise RuntimeError(f"fault injected ({FAULT_FILE_ENV}={fault_file} exists)")
-        plan = self._planner.plan(inputs)
+        seed = None if self._params.seed < 0 else self._params.seed
+        plan = self._planner.plan(inputs, seed=seed)
         if not all(np.all(np.isfinite(a)) for a in (plan.xyz_m, plan.yaw_rad, plan.speed_mps)):
             raise ValueError("non-finite values in the planned trajectories")
         return plan
@@ -328,16 +335,30 @@ class AlpamayoNode(LifecycleNode):
         self.status = NodeStatus()
 
 
+def _with_sampling(planner, params: NodeParams):
+    """The planner with the node's sampling parameters (shares the loaded weights)."""
+    from alpamayo_core.vlm import SamplingConfig
+
+    sampling = SamplingConfig(
+        temperature=params.temperature if params.temperature > 0 else 1.0,
+        greedy=params.temperature == 0, top_p=params.top_p,
+        max_new_tokens=params.max_generation_tokens, num_traj_samples=params.num_traj_samples)
+    flow = planner.cfg.flow
+    if params.num_flow_steps > 0:
+        flow = dataclasses.replace(flow, num_steps=params.num_flow_steps)
+    return planner.with_settings(sampling=sampling, flow=flow)
+
+
 def _frame_offsets(planner) -> tuple[float, ...]:
-    return tuple(planner.config.images.frame_offsets_s)
+    return tuple(planner.cfg.images.frame_offsets_s)
 
 
 def _history_poses(planner) -> int:
-    return int(planner.config.history_tokenizer.num_steps)
+    return int(planner.cfg.history_tokenizer.num_steps)
 
 
 def _history_dt_s(planner) -> float:
-    return float(planner.config.action_space.dt_s)
+    return float(planner.cfg.action_space.dt_s)
 
 
 def _blank_inputs(num_cameras: int, offsets_s: tuple[float, ...], num_poses: int) -> PlanInputs:

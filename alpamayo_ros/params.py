@@ -71,21 +71,22 @@ class NodeParams:
         "still running is skipped and counted", read_only=False, float_range=(0.01, 100.0))
     num_traj_samples: int = _param(
         1, "Trajectory samples per plan (K); the reference evaluates with 6",
-        int_range=(1, 64))
+        int_range=(1, 64), read_only=False)
     num_flow_steps: int = _param(
         0, "Flow-matching Euler steps; 0 = the checkpoint's flow.num_steps",
-        int_range=(0, 1000))
+        int_range=(0, 1000), read_only=False)
     temperature: float = _param(
         0.6, "Sampling temperature of the reasoning text (0 = greedy)",
-        float_range=(0.0, 10.0))
+        float_range=(0.0, 10.0), read_only=False)
     top_p: float = _param(
         0.98, "Nucleus (top-p) sampling threshold of the reasoning text",
-        float_range=(0.0, 1.0))
+        float_range=(0.001, 1.0), read_only=False)
     max_generation_tokens: int = _param(
-        256, "Most reasoning tokens generated before the trajectory", int_range=(1, 4096))
+        256, "Most reasoning tokens generated before the trajectory", int_range=(1, 4096),
+        read_only=False)
     seed: int = _param(
         -1, "Random seed of text sampling and flow noise; -1 = a new seed each plan",
-        int_range=(-1, 2**31 - 1))
+        int_range=(-1, 2**31 - 1), read_only=False)
     # --- cameras ---
     camera_names: tuple[str, ...] = _param(
         DEFAULT_CAMERAS, "Camera names in the model's camera order")

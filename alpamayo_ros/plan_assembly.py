@@ -57,7 +57,8 @@ class AssembledInputs:
         selection: the chosen frames (stamps (C, F), offset errors).
         level: STATUS_OK or STATUS_DEGRADED.
         reason: "" when OK, else why DEGRADED.
-        input_ages_s: input name -> now minus the newest stamp used (cameras, odometry).
+        input_ages_s: input name -> now minus the newest stamp used (cameras: the frame at t0;
+            odometry: the newest message buffered when planning started).
         timings_ms: "select_inputs" (frame choice + decoding), "history".
     """
 
@@ -98,6 +99,7 @@ def assemble(
         raise InputsUnavailable(
             f"camera {reference}: stale (newest frame {age_s:.3f} s old, max_image_age_s "
             f"{max_image_age_s})", t0_ns)
+    odom_newest_ns = odometry.newest_stamp_ns()  # as of now_ns, before the slow steps
     start = time.perf_counter()
     selection, degraded = _select_frames(cameras, t0_ns, tolerance_s)
     images = _stack(selection, reference)
@@ -115,7 +117,7 @@ def assemble(
     )
     ages_s = {name: (now_ns - int(stamps[-1])) * 1e-9
               for name, stamps in zip(selection.cameras, selection.stamps_ns, strict=True)}
-    ages_s[ODOMETRY] = (now_ns - (odometry.newest_stamp_ns() or t0_ns)) * 1e-9
+    ages_s[ODOMETRY] = (now_ns - (odom_newest_ns or t0_ns)) * 1e-9
     return AssembledInputs(
         inputs=inputs, history=history, selection=selection,
         level=STATUS_DEGRADED if reasons else STATUS_OK, reason="; ".join(reasons),

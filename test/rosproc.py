@@ -1,0 +1,299 @@
+"""Helpers for multi-process ROS 2 tests: isolated environments and managed child processes.
+
+Every test process gets `ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST` (never multicast), its own
+`ROS_DOMAIN_ID` (60-99: 10 per pytest-xdist worker, so parallel workers never share a domain),
+a temporary `ROS_LOG_DIR` and the shipped Fast DDS profile (large images, fast discovery).
+`RosProcess` starts a child in its own process group, collects its output lines on a thread,
+waits for marker lines (e.g. "READY") with timeouts, and stops the whole group on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FASTDDS_PROFILE = ROOT / "config" / "fastdds.xml"
+DOMAIN_FIRST, DOMAIN_LAST = 60, 99
+_DOMAINS_PER_WORKER = 10
+_counter = itertools.count()
+
+
+def next_domain_id() -> int:
+    """A domain id no other test of this session (any xdist worker) uses at the same time."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    span = DOMAIN_LAST - DOMAIN_FIRST + 1
+    workers = max(1, span // _DOMAINS_PER_WORKER)
+    base = DOMAIN_FIRST + (index % workers) * _DOMAINS_PER_WORKER
+    return base + next(_counter) % _DOMAINS_PER_WORKER
+
+
+def ros_env(domain_id: int, log_dir: Path | str, **extra: str) -> dict[str, str]:
+    """Environment for one ROS test process (keeps the rclpy wheel bootstrap variables)."""
+    env = dict(os.environ)
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env.update({
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_DOMAIN_ID": str(domain_id),
+        "ROS_LOG_DIR": str(log_dir),
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
+    })
+    env.update(extra)
+    return env
+
+
+class RosProcess:
+    """A child process whose stdout+stderr lines are collected and can be waited on."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], env=env, cwd=str(ROOT), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match:
+        """Block until an output line matches `pattern` (regex); raise with the log on timeout."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name}: no line matching {pattern!r} within "
+                                   f"{timeout_s} s\n{self.tail()}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"{self.name} exited (rc={self.proc.wait()}) before "
+                                   f"{pattern!r}\n{self.tail()}")
+            match = regex.search(line)
+            if match:
+                return match
+
+    def send(self, line: str) -> None:
+        """Write one command line to the child's stdin."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.lines[-n:])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 10.0) -> int:
+        """Send `sig` to the process group, wait, then SIGKILL the group; returns the exit code."""
+        if self.alive():
+            _signal_group(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5.0)
+        self._reader.join(timeout=2.0)
+        return self.proc.returncode
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def tiny_checkpoint(base_dir: Path) -> Path:
+    """The tiny random-init model folder under `base_dir` (built once per session)."""
+    out = Path(base_dir) / "tiny_model"
+    if not (out / "config.json").is_file():
+        subprocess.run([sys.executable, "-m", "alpamayo_core.cli.make_tiny", "--out", str(out),
+                        "--force"], cwd=str(ROOT), check=True, capture_output=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
+    return out
+
+
+def node_params_file(out_path: Path, **overrides: object) -> Path:
+    """The shipped config/alpamayo.yaml with `overrides` applied, written to `out_path`."""
+    import yaml
+
+    content = yaml.safe_load((ROOT / "config" / "alpamayo.yaml").read_text())
+    content["alpamayo"]["ros__parameters"].update(overrides)
+    out_path.write_text(yaml.safe_dump(content))
+    return out_path
+
+
+class Collector:
+    """An in-test rclpy node (own context, own domain) recording messages on a spin thread.
+
+    `subscribe(topic, type)` records every message; `messages(topic)` returns a copy;
+    `wait_for(predicate, timeout_s)` polls a predicate over the recorded messages.
+    """
+
+    def __init__(self, domain_id: int, log_dir: Path | str) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        for key, value in ros_env(domain_id, log_dir).items():
+            if key.startswith(("ROS_", "FASTDDS_")):
+                os.environ[key] = value
+        self._lock = threading.Lock()
+        self._messages: dict[str, list] = {}
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node("test_collector", context=self.context)
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        with contextlib.suppress(ExternalShutdownException, Exception):
+            self._executor.spin()
+
+    def subscribe(self, topic: str, msg_type: type, depth: int = 50) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        self._messages.setdefault(topic, [])
+
+        def record(msg, topic=topic):
+            with self._lock:
+                self._messages[topic].append(msg)
+
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.node.create_subscription(msg_type, topic, record, qos)
+
+    def messages(self, topic: str) -> list:
+        with self._lock:
+            return list(self._messages.get(topic, []))
+
+    def clear(self) -> None:
+        with self._lock:
+            for msgs in self._messages.values():
+                msgs.clear()
+
+    def wait_for(self, predicate, timeout_s: float, what: str = "condition"):
+        """Poll `predicate()` every 50 ms until truthy; returns its value or raises."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise TimeoutError(f"{what} not met within {timeout_s} s")
+
+    def close(self) -> None:
+        import rclpy
+
+        self._executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+
+class NodeStack:
+    """Sensor publisher process + alpamayo node process (tiny model) + an in-test collector.
+
+    Args:
+        base_dir: folder for logs, params file and the tiny checkpoint.
+        transport: camera_transport list (1 entry or one per camera).
+        params: extra node parameter overrides.
+        publisher_args: extra sensor_publisher.py arguments.
+        node_env: extra environment variables of the node process.
+    """
+
+    OUTPUTS = ("plan", "trajectory", "history", "reasoning", "markers")
+
+    def __init__(self, base_dir: Path, transport: list[str], *, width: int = 1920,
+                 height: int = 1080, params: dict | None = None,
+                 publisher_args: Sequence[str] = (), node_env: dict | None = None) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import Path as PathMsg
+        from std_msgs.msg import String
+        from visualization_msgs.msg import MarkerArray
+
+        from alpamayo.msg import DrivingPlan
+
+        self.domain_id = next_domain_id()
+        log_dir = Path(base_dir) / f"roslog_{self.domain_id}"
+        env = ros_env(self.domain_id, log_dir, RCUTILS_LOGGING_BUFFERED_STREAM="0",
+                      **(node_env or {}))
+        self.collector = Collector(self.domain_id, log_dir)
+        types = (DrivingPlan, PathMsg, PathMsg, String, MarkerArray)
+        for name, msg_type in zip(self.OUTPUTS, types, strict=True):
+            self.collector.subscribe(f"/alpamayo/{name}", msg_type)
+        self.collector.subscribe("/diagnostics", DiagnosticArray)
+        self.params = {"model_dir": str(tiny_checkpoint(base_dir)),
+                       "camera_transport": list(transport), **(params or {})}
+        reference = self.params.get("reference_camera", "camera_front_wide_120fov")
+        self.publisher = RosProcess(
+            ["test/sensor_publisher.py", "--transport", *transport, "--width", str(width),
+             "--height", str(height), "--print-stamps", reference, *publisher_args],
+            env, "sensor_publisher")
+        self.node: RosProcess | None = None
+        try:
+            self.publisher.wait_for("^READY", 60.0)
+            params_file = node_params_file(Path(base_dir) / f"params_{self.domain_id}.yaml",
+                                           **self.params)
+            self.node = RosProcess(["-m", "alpamayo_ros", "--ros-args", "--params-file",
+                                    str(params_file)], env, "alpamayo_node")
+            self.node.wait_for("active: planning", 180.0)
+        except BaseException:
+            self.close()
+            raise
+
+    def plans(self, level: int | None = None) -> list:
+        plans = self.collector.messages("/alpamayo/plan")
+        return [p for p in plans if level is None or p.status.level == level]
+
+    def wait_plans(self, count: int, level: int, timeout_s: float, after: int = 0) -> list:
+        """Block until `count` plans of `level` with t0 > `after` (ns) arrived; returns them."""
+        def ready():
+            found = [p for p in self.plans(level) if stamp_ns(p.header.stamp) > after]
+            return found if len(found) >= count else None
+        return self.collector.wait_for(ready, timeout_s,
+                                       f"{count} plans of level {level} (node log:\n"
+                                       f"{self.node.tail() if self.node else ''})")
+
+    def reference_stamps_ns(self) -> set[int]:
+        return {int(line.split()[1]) for line in self.publisher.lines
+                if line.startswith("STAMP ")}
+
+    def close(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+        self.publisher.stop()
+        self.collector.close()
+
+
+def stamp_ns(stamp) -> int:
+    """builtin_interfaces/Time -> int nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

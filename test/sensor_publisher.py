@@ -1,0 +1,234 @@
+"""Synthetic sensor publisher for node tests (a separate process, like a real driver).
+
+Publishes N cameras (default the model's 4, synthetic road scenes from
+`alpamayo_core.synthetic`, raw rgb8 `Image` or JPEG `CompressedImage` per camera) at
+--camera-rate Hz and `nav_msgs/Odometry` at --odom-rate Hz, both with stamp jitter, for a
+straight drive at constant speed along +x of `odom` (x = speed * (stamp - start), yaw 0).
+Stamps come from the wall clock, so the node's ages are real.
+
+stdin commands (one per line; each is answered with "ACK <command>"):
+    fault <mode> [camera]   switch a fault on; modes: stop_camera, stop_odom, jump_back,
+                            duplicate, nan_pose, truncated_jpeg, wrong_encoding, wrong_size
+                            (camera defaults to the last one)
+    clear                   all faults off
+    quit                    exit (end of stdin does not stop the publisher)
+Prints "READY" once its publishers exist, "MATCHED" once every publisher has a subscriber and,
+with --print-stamps CAMERA, "STAMP <ns>" for each image of that camera.
+
+    python test/sensor_publisher.py --transport compressed --width 1920 --height 1080
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from alpamayo_core.synthetic import SceneConfig, SyntheticDrive
+from alpamayo_ros.image_conversion import array_to_image, rgb8_to_compressed
+from alpamayo_ros.params import DEFAULT_CAMERAS
+
+FAULTS = ("stop_camera", "stop_odom", "jump_back", "duplicate", "nan_pose", "truncated_jpeg",
+          "wrong_encoding", "wrong_size")
+JUMP_BACK_S = 5.0
+_CAMERA_SKEW_S = 0.005  # camera i is stamped i * 5 ms before the tick (unsynchronised rig)
+
+
+def _stamp(msg_header, stamp_ns: int) -> None:
+    msg_header.stamp.sec, msg_header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+
+
+class Faults:
+    """The active faults (mode -> camera or None), shared with the stdin thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[str, str | None] = {}
+
+    def apply(self, words: list[str], default_camera: str) -> None:
+        with self._lock:
+            if words[0] == "clear":
+                self._active.clear()
+            elif words[0] == "fault" and len(words) >= 2 and words[1] in FAULTS:
+                self._active[words[1]] = words[2] if len(words) > 2 else default_camera
+            else:
+                raise ValueError(f"unknown command {' '.join(words)!r}")
+
+    def on(self, mode: str, camera: str | None = None) -> bool:
+        with self._lock:
+            if mode not in self._active:
+                return False
+            return camera is None or self._active[mode] == camera
+
+
+class SensorPublisher(Node):
+    def __init__(self, args: argparse.Namespace, faults: Faults) -> None:
+        super().__init__("sensor_publisher")
+        self.args, self.faults = args, faults
+        self.cameras = tuple(args.cameras)
+        self.transports = _per_camera(args.transport, len(self.cameras))
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy[args.reliability.upper()])
+        self.cam_pubs = [
+            self.create_publisher(CompressedImage if tr == "compressed" else Image,
+                                  f"/cameras/{name}/image_raw"
+                                  + ("/compressed" if tr == "compressed" else ""), qos)
+            for name, tr in zip(self.cameras, self.transports, strict=True)]
+        self.odom_pub = self.create_publisher(Odometry, args.odom_topic, 20)
+        self.frames = self._make_frames()
+        self.rng = np.random.default_rng(args.seed)
+        self.start_ns = time.time_ns()
+        self.create_timer(1.0 / args.camera_rate, self._publish_cameras)
+        self.create_timer(1.0 / args.odom_rate, self._publish_odom)
+        self._matched = False
+        self.create_timer(0.1, self._check_matched)
+
+    def _make_frames(self) -> list[dict[str, object]]:
+        """Per camera: the raw and JPEG messages (full and half size), rendered once."""
+        w, h = self.args.width, self.args.height
+        drive = SyntheticDrive(SceneConfig(seconds=1.0, width=w, height=h, seed=self.args.seed))
+        rig = drive.config.camera_names
+        t_ns = drive.config.start_ns + 500_000_000
+        frames = []
+        for i, _ in enumerate(self.cameras):
+            rgb = drive.render(rig[i % len(rig)], t_ns)
+            small = np.ascontiguousarray(rgb[::2, ::2])
+            frames.append({
+                "raw": array_to_image(rgb, "rgb8"), "raw_small": array_to_image(small, "rgb8"),
+                "jpeg": rgb8_to_compressed(rgb), "jpeg_small": rgb8_to_compressed(small)})
+        return frames
+
+    def now_ns(self) -> int:
+        offset = -int(JUMP_BACK_S * 1e9) if self.faults.on("jump_back") else 0
+        return time.time_ns() + offset
+
+    def _publish(self, pub, msg) -> None:
+        pub.publish(msg)
+        if self.faults.on("duplicate"):
+            pub.publish(msg)
+
+    def _publish_cameras(self) -> None:
+        tick_ns = self.now_ns()
+        for i, name in enumerate(self.cameras):
+            if self.faults.on("stop_camera", name):
+                continue
+            jitter_ns = int(self.rng.uniform(0.0, self.args.jitter_s) * 1e9)
+            stamp_ns = tick_ns - int(i * _CAMERA_SKEW_S * 1e9) - jitter_ns
+            msg = self._camera_msg(i, name)
+            _stamp(msg.header, stamp_ns)
+            msg.header.frame_id = name
+            self._publish(self.cam_pubs[i], msg)
+            if name == self.args.print_stamps:
+                print(f"STAMP {stamp_ns}", flush=True)
+
+    def _camera_msg(self, index: int, name: str):
+        frames = self.frames[index]
+        size = "_small" if self.faults.on("wrong_size", name) else ""
+        if self.transports[index] == "compressed":
+            msg = _copy_compressed(frames["jpeg" + size])
+            if self.faults.on("truncated_jpeg", name):
+                msg.data = msg.data[: len(msg.data) // 2]
+            if self.faults.on("wrong_encoding", name):
+                msg.format = "rgb8; webp compressed rgb8"
+            return msg
+        msg = frames["raw" + size]
+        msg.encoding = "rgb9" if self.faults.on("wrong_encoding", name) else "rgb8"
+        return msg
+
+    def _publish_odom(self) -> None:
+        if self.faults.on("stop_odom"):
+            return
+        jitter_s = self.rng.uniform(-self.args.jitter_s, self.args.jitter_s) / 2.0
+        true_ns = time.time_ns() + int(jitter_s * 1e9)
+        stamp_ns = true_ns + (self.now_ns() - time.time_ns())
+        msg = Odometry()
+        _stamp(msg.header, stamp_ns)
+        msg.header.frame_id, msg.child_frame_id = "odom", "base_link"
+        x_m = self.args.speed * (true_ns - self.start_ns) * 1e-9
+        msg.pose.pose.position.x = math.nan if self.faults.on("nan_pose") else x_m
+        msg.pose.pose.orientation.w = 1.0
+        msg.twist.twist.linear.x = self.args.speed
+        self._publish(self.odom_pub, msg)
+
+    def _check_matched(self) -> None:
+        if not self._matched and all(
+                p.get_subscription_count() > 0 for p in (*self.cam_pubs, self.odom_pub)):
+            self._matched = True
+            print("MATCHED", flush=True)
+
+
+def _copy_compressed(src: CompressedImage) -> CompressedImage:
+    msg = CompressedImage()
+    msg.format, msg.data = src.format, src.data
+    return msg
+
+
+def _per_camera(values: list[str], n: int) -> list[str]:
+    if len(values) not in (1, n):
+        raise SystemExit(f"--transport needs 1 or {n} values, got {values}")
+    return values * n if len(values) == 1 else values
+
+
+def _stdin_loop(faults: Faults, default_camera: str) -> None:
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            rclpy.try_shutdown()
+            return
+        try:
+            faults.apply(words, default_camera)
+            print(f"ACK {' '.join(words)}", flush=True)
+        except ValueError as err:
+            print(f"ERROR {err}", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cameras", nargs="+", default=list(DEFAULT_CAMERAS))
+    p.add_argument("--transport", nargs="+", default=["raw"], choices=("raw", "compressed"))
+    p.add_argument("--reliability", default="best_effort", choices=("best_effort", "reliable"))
+    p.add_argument("--width", type=int, default=1920)
+    p.add_argument("--height", type=int, default=1080)
+    p.add_argument("--camera-rate", type=float, default=10.0, help="Hz")
+    p.add_argument("--odom-rate", type=float, default=50.0, help="Hz")
+    p.add_argument("--odom-topic", default="/odom")
+    p.add_argument("--speed", type=float, default=10.0, help="m/s along +x of odom")
+    p.add_argument("--jitter-s", type=float, default=0.004, help="stamp jitter (s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--print-stamps", default="", metavar="CAMERA",
+                   help='print "STAMP <ns>" for every image of this camera')
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rclpy.init()
+    faults = Faults()
+    node = SensorPublisher(args, faults)
+    threading.Thread(target=_stdin_loop, args=(faults, args.cameras[-1]), daemon=True).start()
+    print("READY", flush=True)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
