@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import LogitsProcessor
 
 from alpamayo_core import flow_matching
 from alpamayo_core.config import FlowConfig
@@ -110,8 +111,17 @@ class Planner:
 
     @torch.inference_mode()
     def plan(self, inputs: PlanInputs, seed: int | None = None,
-             noise: torch.Tensor | None = None) -> Plan:
-        """One plan. `seed` fixes sampling and noise; `noise` (B, T, 2) overrides the noise."""
+             noise: torch.Tensor | None = None,
+             logits_processor: LogitsProcessor | None = None) -> Plan:
+        """One plan.
+
+        Args:
+            inputs: validated by `validate`.
+            seed: fixes reasoning sampling and flow noise (random when None).
+            noise: (B, T, 2) flow noise at t=0, overriding the seeded draw.
+            logits_processor: an HF `LogitsProcessor` applied during reasoning after the
+                `<iN>` mask (constrained or forced decoding, e.g. a fixed reasoning).
+        """
         self.validate(inputs)
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -121,7 +131,7 @@ class Planner:
         generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
         phase1 = generate_reasoning(self._model.vlm, prompt, self.loaded.token_ids,
                                     self.sampling, tokenizer=self.loaded.tokenizer,
-                                    generator=generator)
+                                    generator=generator, logits_processor=logits_processor)
         timings["prefill"], timings["decode"] = phase1.prefill_s * 1e3, phase1.decode_s * 1e3
         mark = time.perf_counter()
         actions = self._flow(phase1, generator, noise)  # (B, T, 2) normalised
