@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FASTDDS_PROFILE = ROOT / "config" / "fastdds.xml"
 DOMAIN_FIRST, DOMAIN_LAST = 60, 99
 _DOMAINS_PER_WORKER = 10
-_counter = itertools.count()
+# Start at a per-process offset so that two pytest sessions running at once on a shared machine
+# rarely pick the same domain (CI runs one session; developers may run several).
+_counter = itertools.count(os.getpid() % _DOMAINS_PER_WORKER)
 
 
 def next_domain_id() -> int:
