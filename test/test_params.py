@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rosproc import next_domain_id
 
 from alpamayo_ros import params as P
 from alpamayo_ros.params import NodeParams
@@ -166,7 +167,7 @@ def ros_node(tmp_path):
         {"alpamayo": {"ros__parameters": {"model_dir": "/m", "camera_qos": "reliable"}}}))
     context = rclpy.Context()
     rclpy.init(args=["--ros-args", "--params-file", str(params_file)], context=context,
-               domain_id=60)
+               domain_id=next_domain_id())
     node = Node("alpamayo", context=context)
     P.declare_parameters(node)
     yield node
