@@ -105,7 +105,7 @@ def _export_dynamo(step: DenoiseStep, args: tuple, names: list[str], path: Path)
     shapes = ({0: dim_b}, {0: dim_b}, {0: dim_b}, {0: dim_b, 3: dim_p + n_act}, kv_specs)
     program = torch.onnx.export(step, args, dynamo=True, dynamic_shapes=shapes,
                                 input_names=names, output_names=list(OUTPUT_NAMES),
-                                opset_version=OPSET["dynamo"])
+                                opset_version=OPSET["dynamo"], verbose=False)
     program.save(str(path), external_data=_weight_bytes(step) > 1 << 30)
 
 
