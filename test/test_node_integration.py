@@ -22,12 +22,17 @@ SPEED_MPS = 10.0
 PLAN_TIMEOUT_S = 90.0
 
 
+# The JPEG publisher is RELIABLE, the raw one BEST_EFFORT: camera_qos "auto" must follow.
+RELIABILITY = {"raw": "best_effort", "compressed": "reliable"}
+
+
 @pytest.fixture(scope="module", params=["raw", "compressed"])
 def stack(request, tmp_path_factory):
     s = NodeStack(tmp_path_factory.getbasetemp(), [request.param],
                   params={"num_traj_samples": NUM_SAMPLES, "plan_rate_hz": 2.0,
-                          "max_generation_tokens": 16},
-                  publisher_args=["--speed", str(SPEED_MPS)])
+                          "max_generation_tokens": 16, "camera_qos": "auto"},
+                  publisher_args=["--speed", str(SPEED_MPS),
+                                  "--reliability", RELIABILITY[request.param]])
     s.wait_plans(3, STATUS_OK, PLAN_TIMEOUT_S)
     yield s
     s.close()
@@ -94,6 +99,20 @@ def _diag_values(array, name: str) -> tuple[int, dict[str, str]]:
     status = next(s for s in array.status if s.name == name)
     return status.level[0] if isinstance(status.level, bytes) else status.level, {
         kv.key: kv.value for kv in status.values}
+
+
+def test_camera_qos_auto_matches_the_publishers(stack):
+    want = RELIABILITY[stack.params["camera_transport"][0]].upper()
+
+    def reliabilities():
+        arrays = stack.collector.messages("/diagnostics")
+        if not arrays or not any(s.name == "alpamayo: planner" for s in arrays[-1].status):
+            return None
+        found = {_diag_values(arrays[-1], f"alpamayo: input {c}")[1]["reliability"]
+                 for c in DEFAULT_CAMERAS}
+        return found == {want}
+
+    stack.collector.wait_for(reliabilities, 10.0, f"camera subscriptions {want}")
 
 
 def test_diagnostics_report_rates_ages_and_model(stack):
