@@ -24,6 +24,7 @@ import torch
 from transformers import LogitsProcessor
 
 from alpamayo_core import flow_matching
+from alpamayo_core.backends import ExpertBackend, create_backend
 from alpamayo_core.config import FlowConfig
 from alpamayo_core.images import preprocess_images
 from alpamayo_core.model_io import LoadedModel, load_model
@@ -40,7 +41,9 @@ class Planner:
     """Runs Alpamayo-R1 plans on one device. Not thread-safe: one `plan` call at a time."""
 
     def __init__(self, loaded: LoadedModel, sampling: SamplingConfig | None = None,
-                 flow: FlowConfig | None = None, backend: str = "torch"):
+                 flow: FlowConfig | None = None, backend: str | ExpertBackend = "auto"):
+        """`backend`: an expert backend name ("auto" = fastest available on the model's
+        device, see `alpamayo_core.backends`) or an already built `ExpertBackend` to share."""
         self.loaded = loaded
         self.cfg = loaded.cfg
         self.sampling = sampling or SamplingConfig()
@@ -48,8 +51,12 @@ class Planner:
         self._model = loaded.model
         self._history_tokenizer = HistoryDeltaTokenizer(self.cfg.history_tokenizer,
                                                         loaded.token_ids.hist_token_start)
-        self._step = self._model.denoise_step()
-        self.backend_name = backend
+        if isinstance(backend, ExpertBackend):
+            self._expert = backend
+        else:
+            self._expert = create_backend(backend, self._model.denoise_step(),
+                                          self._model.device)
+        LOG.info("expert backend: %s", self._expert.name)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str = "cpu",
@@ -65,11 +72,14 @@ class Planner:
     def device(self) -> torch.device:
         return self._model.device
 
+    @property
+    def backend_name(self) -> str:
+        return self._expert.name
+
     def with_settings(self, sampling: SamplingConfig | None = None,
                       flow: FlowConfig | None = None) -> Planner:
         """A planner sharing this one's weights with other sampling/flow settings."""
-        return Planner(self.loaded, sampling or self.sampling, flow or self.flow,
-                       self.backend_name)
+        return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert)
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -153,8 +163,8 @@ class Planner:
             noise = flow_matching.make_noise(rows, n_act, generator=generator)
         elif tuple(noise.shape) != (rows, n_act, 2):
             raise ValueError(f"noise: expected ({rows}, {n_act}, 2), got {tuple(noise.shape)}")
-        noise = noise.to(self.device, torch.float32)
-        return flow_matching.sample(self._step.velocity_fn(prefix), noise, self.flow)
+        self._expert.bind(prefix)
+        return self._expert.sample(noise.to(self.device, torch.float32), self.flow)
 
     def _assemble(self, inputs: PlanInputs, phase1: Phase1Result,
                   actions: torch.Tensor) -> Plan:
