@@ -75,10 +75,12 @@ def _resize_uint8(images_u8: Tensor, height: int, width: int) -> Tensor:
     return out.clamp_(0, 255).round_().to(torch.uint8)
 
 
-def _patchify(pixels: Tensor, vision: VisionConfig) -> Tensor:
-    """(N, 3, h, w) -> (N * gh * gw, D) in Qwen2-VL order, each image repeated Tp times."""
+def _patchify(pixels: Tensor, vision: VisionConfig, fold_time: bool) -> Tensor:
+    """(N, 3, h, w) -> (N * gh * gw, D) in Qwen2-VL order, each image repeated Tp times
+    (D = 3*Tp*P*P), or once when `fold_time` (D = 3*P*P)."""
     n, c, h, w = pixels.shape
-    tp, p, m = vision.temporal_patch_size, vision.patch_size, vision.spatial_merge_size
+    p, m = vision.patch_size, vision.spatial_merge_size
+    tp = 1 if fold_time else vision.temporal_patch_size
     gh, gw = h // p, w // p
     frames = pixels.unsqueeze(1).expand(n, tp, c, h, w)  # (N, Tp, 3, h, w)
     frames = frames.reshape(n, tp, c, gh // m, m, p, gw // m, m, p)
@@ -88,12 +90,14 @@ def _patchify(pixels: Tensor, vision: VisionConfig) -> Tensor:
 
 
 def preprocess_images(images_u8: Tensor | np.ndarray, cfg: ImageConfig,
-                      vision: VisionConfig) -> ImageInputs:
+                      vision: VisionConfig, fold_time: bool = False) -> ImageInputs:
     """(..., 3, H, W) uint8 RGB images (leading dims flattened in order) -> `ImageInputs`.
 
     Pass cameras x frames as (C, F, 3, H, W), camera-major and oldest frame first, to get the
     reference's image order. All images must share one size. HWC frames permuted to CHW without
     a copy (channels-last strides) resize about twice as fast as contiguous CHW.
+    `fold_time` skips repeating each still image along time (half the data); only the
+    project's `StillImagePatchEmbed` (vlm.py) accepts such patches.
     """
     images = torch.as_tensor(images_u8)
     if images.dtype != torch.uint8 or images.ndim < 4 or images.shape[-3] != 3:
@@ -103,7 +107,7 @@ def preprocess_images(images_u8: Tensor | np.ndarray, cfg: ImageConfig,
     images = images.reshape(-1, 3, height, width)  # (N, 3, H, W)
     h, w = resized_size(height, width, cfg, vision)
     resized = _resize_uint8(images, h, w)  # (N, 3, h, w) uint8
-    patches = _patchify(resized, vision).to(torch.float32)  # (M, D), M = N * gh * gw
+    patches = _patchify(resized, vision, fold_time).to(torch.float32)  # (M, D), M = N*gh*gw
     # Fused rescale (1/255) and normalise, as the fast HF processor does it; on the uint8-sized
     # patch layout so the float pass runs once over the final buffer.
     mean = torch.tensor(cfg.image_mean, dtype=torch.float32) * 255.0  # (3,)

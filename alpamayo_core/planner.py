@@ -110,7 +110,7 @@ class Planner:
         """Images -> patches, history -> 48 tokens, fused into the chat prompt."""
         frames = torch.from_numpy(np.ascontiguousarray(inputs.images_rgb))  # (C, F, H, W, 3)
         images = preprocess_images(frames.permute(0, 1, 4, 2, 3), self.cfg.images,
-                                   self.cfg.vision)  # channels-last view, no copy
+                                   self.cfg.vision, fold_time=True)  # channels-last view
         xyz = torch.as_tensor(np.asarray(inputs.history_xyz_m), dtype=torch.float32)
         history_ids = self._history_tokenizer.encode(xyz)  # (48,)
         prompt = build_prompt(self.loaded.tokenizer, self.loaded.token_ids, images, history_ids,

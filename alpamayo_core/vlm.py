@@ -123,11 +123,8 @@ def hf_vlm_config(cfg: ModelConfig, token_ids: TokenIds) -> Qwen3VLConfig:
 
 
 class PatchProjection(nn.Module):
-    """Drop-in for the vision patch `Conv3d` (kernel == stride) as one matmul.
-
-    Same parameters and state-dict keys (`weight` (E, C, Tp, P, P), `bias` (E,)); on CPU the
-    conv costs ~50 ms for 16 frames where the equivalent matmul costs ~2 ms.
-    """
+    """Holds the vision patch `Conv3d`'s parameters (`weight` (E, C, Tp, P, P), `bias` (E,))
+    under the same state-dict keys; `StillImagePatchEmbed` applies them as one matmul."""
 
     def __init__(self, conv: nn.Conv3d) -> None:
         super().__init__()
@@ -136,15 +133,37 @@ class PatchProjection(nn.Module):
         self.weight = conv.weight
         self.bias = conv.bias
 
+
+class StillImagePatchEmbed(nn.Module):
+    """Drop-in for Qwen3-VL's patch embedding (same keys: `proj.weight`, `proj.bias`).
+
+    * The Conv3d (kernel == stride) runs as one matmul: on CPU the conv costs ~50 ms for 16
+      frames where the matmul costs ~2 ms.
+    * It also takes time-folded patches (M, C*P*P) of still images: the processor repeats each
+      image Tp times along time, so W . [x; x] = (sum over time of W) . x exactly; skipping the
+      repeat halves preprocessing and the projection. Standard (M, C*Tp*P*P) patches work too.
+    """
+
+    def __init__(self, embed: nn.Module) -> None:
+        super().__init__()
+        self.proj = PatchProjection(embed.proj)
+        self.embed_dim = embed.embed_dim
+
     def forward(self, patches: Tensor) -> Tensor:
-        """(M, C, Tp, P, P) -> (M, E)."""
-        return F.linear(patches.flatten(1), self.weight.flatten(1), self.bias)
+        """(M, C*Tp*P*P) or time-folded (M, C*P*P) -> (M, E)."""
+        weight = self.proj.weight  # (E, C, Tp, P, P)
+        if patches.shape[-1] == weight[:, :, 0].numel() // weight.shape[0]:
+            weight = weight.sum(dim=2)  # (E, C, P, P): both time slices see the same image
+        elif patches.shape[-1] != weight[0].numel():
+            raise ValueError(f"pixel_values: rows of {patches.shape[-1]} values fit neither "
+                             f"{tuple(weight.shape[1:])} patches nor time-folded ones")
+        return F.linear(patches.to(weight.dtype), weight.flatten(1), self.proj.bias)
 
 
 def build_vlm(cfg: ModelConfig, token_ids: TokenIds) -> Qwen3VLForConditionalGeneration:
     """A random-init VLM in `cfg.dtype`, eval mode. Works under `torch.device("meta")`.
 
-    The vision patch conv is swapped for the equivalent `PatchProjection` (same keys).
+    The vision patch embedding is swapped for the equivalent `StillImagePatchEmbed` (same keys).
     """
     if cfg.text.vocab_size < token_ids.vocab_size:
         raise ValueError(f"text.vocab_size ({cfg.text.vocab_size}) is below the tokenizer's "
@@ -152,8 +171,7 @@ def build_vlm(cfg: ModelConfig, token_ids: TokenIds) -> Qwen3VLForConditionalGen
     hf_cfg = hf_vlm_config(cfg, token_ids)
     model = Qwen3VLForConditionalGeneration._from_config(
         hf_cfg, dtype=getattr(torch, cfg.dtype), attn_implementation="sdpa")
-    patch_embed = model.model.visual.patch_embed
-    patch_embed.proj = PatchProjection(patch_embed.proj)
+    model.model.visual.patch_embed = StillImagePatchEmbed(model.model.visual.patch_embed)
     return model.eval()
 
 
