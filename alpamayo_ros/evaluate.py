@@ -41,6 +41,7 @@ from alpamayo_ros.camera_buffer import CameraBuffer, CameraBufferConfig
 from alpamayo_ros.ego_history import EgoHistoryBuffer, EgoHistoryConfig
 from alpamayo_ros.params import NodeParams
 from alpamayo_ros.plan_assembly import AssembledInputs, InputsUnavailable, assemble
+from alpamayo_ros.transforms import RigidTransform
 
 LOG = logging.getLogger(__name__)
 
@@ -327,3 +328,32 @@ def _finish(outputs: _Outputs, options: EvalOptions, bag: Path, model_id: str,
     return EvalResult(out_dir, out_dir / "plans", out_dir / "metrics.json",
                       out_dir / "metrics.csv", tuple(outputs.pictures), animation, summary,
                       dict(outputs.status_counts), seconds)
+
+
+def score_recorded_plans(plans_bag: Path | str, track: metrics.OdomTrack,
+                         topic: str = "/alpamayo/plan",
+                         horizons_s: tuple[float, ...] = metrics.HORIZONS_S
+                         ) -> tuple[list[metrics.PlanMetrics], dict[str, int]]:
+    """Score the DrivingPlans of a recorded bag (e.g. the live node's) against `track`.
+
+    Trajectories are mapped from odom back to the ego frame at t0 with each plan's
+    ego_pose_t0. Returns the metrics of the plans with trajectories and the status counts.
+    """
+    from alpamayo.msg import DrivingPlan
+
+    rows, counts = [], Counter()
+    for raw in iter_raw(plans_bag, [topic]):
+        plan = deserialize_message(raw.data, DrivingPlan)
+        counts[STATUS_NAMES.get(plan.status.level, str(plan.status.level))] += 1
+        if not plan.trajectories:
+            continue
+        ego_from_odom = RigidTransform.from_pose_msg(plan.ego_pose_t0).inverse()
+        xyz_odom = np.array([[[p.pose.position.x, p.pose.position.y, p.pose.position.z]
+                              for p in traj.points] for traj in plan.trajectories])  # (K, T, 3)
+        offsets_s = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9
+                              for p in plan.trajectories[0].points])  # (T,)
+        t0_ns = plan.header.stamp.sec * 1_000_000_000 + plan.header.stamp.nanosec
+        xyz_ego = ego_from_odom.apply(xyz_odom.reshape(-1, 3)).reshape(xyz_odom.shape)
+        rows.append(metrics.evaluate_plan(track, t0_ns, xyz_ego, int(plan.selected_index),
+                                          offsets_s, plan.status.level, horizons_s))
+    return rows, dict(counts)
