@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "torch_cuda_graph")
+BACKENDS = ("auto", "torch", "torch_static", "onnxruntime", "tensorrt", "torch_cuda_graph")
 TRANSPORTS = ("raw", "compressed")
 QOS_CHOICES = ("best_effort", "reliable", "auto")
 # The checkpoint's camera order and names (also the synthetic rig's and bag tools' names).

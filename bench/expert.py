@@ -151,7 +151,7 @@ def environment() -> dict:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "torch_static", "onnxruntime"])
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 5, 10])
     parser.add_argument("--samples", nargs="+", type=int, default=[1, 6])
     parser.add_argument("--plans", type=int, default=25, help="timed plans per point")

@@ -79,12 +79,27 @@ def test_full_plan_parity_on_a_smooth_field(tmp_path):
     noise, _ = inputs(3, seed=5)
     flow = FlowConfig(num_steps=10)
     plans = {}
-    for name in ("torch", "onnxruntime"):
+    for name in ("torch", "onnxruntime", "torch_static"):
         with create_backend(name, step, "cpu", cache_dir=tmp_path) as backend:
             backend.bind(prefix)
             plans[name] = backend.sample(noise, flow)
     assert (plans["torch"] - noise).abs().max() > 1e-2  # the flow moved the samples
     torch.testing.assert_close(plans["onnxruntime"], plans["torch"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(plans["torch_static"], plans["torch"], rtol=0, atol=1e-5)
+
+
+def test_torch_static_single_step_parity_and_buffer_reuse(step):
+    """Two plans of different prefix length in one bucket reuse the buffers, stay exact."""
+    x, t = inputs(2)
+    with create_backend("torch", step, "cpu") as eager, \
+            create_backend("torch_static", step, "cpu", bucket=64) as static:
+        for length in (40, 60):
+            prefix = random_prefix(step, 2, length, masked_tail=3)
+            eager.bind(prefix)
+            static.bind(prefix)
+            torch.testing.assert_close(static.velocity(x, t), eager.velocity(x, t), rtol=0,
+                                       atol=1e-5)
+        assert len(static._steps) == 1
 
 
 def test_static_prefix_step_matches_denoise_step_on_cpu(step):
@@ -113,8 +128,8 @@ def test_padded_prefix_gives_the_same_velocity(step):
 
 
 def test_registry_and_auto_resolution_on_cpu(step):
-    assert available_backends("cpu") == ["onnxruntime", "torch"]
-    assert resolve("auto", "cpu") == "onnxruntime"
+    assert available_backends("cpu") == ["torch_static", "onnxruntime", "torch"]
+    assert resolve("auto", "cpu") == "torch_static"
     assert resolve("torch", "cpu") == "torch"
     with pytest.raises(ValueError, match="unknown expert backend"):
         resolve("tvm", "cpu")

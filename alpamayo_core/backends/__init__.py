@@ -4,11 +4,13 @@
     backend.bind(prefix)                   # once per plan
     x1 = backend.sample(noise, flow_cfg)   # or backend.velocity(x, t) per solver step
 
-Names: "torch" (eager), "torch_cuda_graph" (CUDA only), "onnxruntime" (CPU EP, CUDA EP where
-installed), "tensorrt" (CUDA + the TensorRT Python package). "auto" resolves to the fastest
-available: on CPU onnxruntime if importable, else torch; on CUDA tensorrt > torch_cuda_graph >
-torch. Backend modules are imported lazily so a missing optional package only affects its
-own backend.
+Names: "torch" (eager), "torch_static" (eager over static prefix buffers, any device),
+"torch_cuda_graph" (CUDA only), "onnxruntime" (CPU EP, CUDA EP where installed), "tensorrt"
+(CUDA + the TensorRT Python package). "auto" resolves to the fastest available: on CPU
+torch_static (fastest at the released ~3k-token prompts; onnxruntime wins only on short
+prefixes, see bench/expert.py), on CUDA tensorrt > torch_cuda_graph > torch_static > torch.
+Backend modules are imported lazily so a missing optional package only affects its own
+backend.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ __all__ = ["BACKENDS", "BackendUnavailable", "ExpertBackend", "available_backend
 #: name -> (module, class) under alpamayo_core.backends.
 BACKENDS = {
     "torch": ("torch_eager", "TorchEagerBackend"),
+    "torch_static": ("torch_static", "TorchStaticBackend"),
     "torch_cuda_graph": ("cuda_graph", "CudaGraphBackend"),
     "onnxruntime": ("onnxruntime_backend", "OnnxRuntimeBackend"),
     "tensorrt": ("tensorrt_backend", "TensorRTBackend"),
 }
-_PREFERENCE = {"cpu": ("onnxruntime", "torch"),
-               "cuda": ("tensorrt", "torch_cuda_graph", "torch")}
+_PREFERENCE = {"cpu": ("torch_static", "onnxruntime", "torch"),
+               "cuda": ("tensorrt", "torch_cuda_graph", "torch_static", "torch")}
 
 
 def _has_module(name: str) -> bool:
@@ -58,6 +61,7 @@ def available_backends(device: torch.device | str) -> list[str]:
         return []
     checks = {
         "torch": True,
+        "torch_static": True,
         "torch_cuda_graph": device.type == "cuda",
         "onnxruntime": _has_module("onnxruntime") and (device.type == "cpu" or _ort_has_cuda()),
         "tensorrt": device.type == "cuda" and _has_module("tensorrt"),
