@@ -148,8 +148,8 @@ class AlpamayoNode(LifecycleNode):
         from alpamayo_core.planner import Planner
 
         start = time.perf_counter()
-        backend = {} if params.backend == "auto" else {"backend": params.backend}
-        planner = Planner.from_pretrained(params.model_dir, device=params.device, **backend)
+        planner = Planner.from_pretrained(params.model_dir, device=params.device,
+                                          backend=params.backend)
         planner = _with_sampling(planner, params)
         self.get_logger().info(f"model loaded in {time.perf_counter() - start:.1f} s")
         if params.warmup_on_configure:

@@ -16,11 +16,10 @@ import tempfile
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
-
-from launch import LaunchDescription
 
 PACKAGE = "alpamayo"
 EXECUTABLE = "alpamayo_node"
