@@ -61,24 +61,32 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | str) -
     return _DTYPES[dtype]
 
 
+def checked_token_ids(tokenizer: PreTrainedTokenizerBase, cfg: ModelConfig,
+                      source: str | Path) -> TokenIds:
+    """Extend `tokenizer` if needed (in place), resolve its ids and check them against `cfg`
+    (and against the released layout for the released vocabulary size)."""
+    if "<i0>" not in tokenizer.get_vocab():
+        extend_tokenizer(tokenizer, cfg.tokens)
+    ids = TokenIds.from_tokenizer(tokenizer, cfg.tokens)
+    if ids.vocab_size != cfg.text.vocab_size:
+        raise ValueError(f"tokenizer from {source} has {ids.vocab_size} tokens once extended, "
+                         f"the weights {cfg.text.vocab_size}: wrong base tokenizer, or "
+                         "tokenizer and weights do not belong together")
+    if cfg.text.vocab_size == RELEASED_VOCAB_SIZE:
+        ids.check_released_layout()
+    return ids
+
+
 def load_tokenizer(folder: str | Path, cfg: ModelConfig) -> tuple[PreTrainedTokenizerBase,
                                                                   TokenIds]:
-    """The extended tokenizer of a model folder and its resolved, checked ids."""
+    """The (extended) tokenizer of a folder and its resolved, checked ids."""
     folder = Path(folder)
     if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
         raise FileNotFoundError(
             f"{folder} has no tokenizer files; the released checkpoint ships none. Run "
             f"`alpamayo-prepare --weights {folder} --base-processor <Qwen3-VL folder> --out DIR`")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    if "<i0>" not in tokenizer.get_vocab():
-        extend_tokenizer(tokenizer, cfg.tokens)
-    ids = TokenIds.from_tokenizer(tokenizer, cfg.tokens)
-    if ids.vocab_size != cfg.text.vocab_size:
-        raise ValueError(f"tokenizer in {folder} has {ids.vocab_size} tokens, the model "
-                         f"{cfg.text.vocab_size}: tokenizer and weights do not belong together")
-    if cfg.text.vocab_size == RELEASED_VOCAB_SIZE:
-        ids.check_released_layout()
-    return tokenizer, ids
+    return tokenizer, checked_token_ids(tokenizer, cfg, folder)
 
 
 def build_empty(cfg: ModelConfig, token_ids: TokenIds, device: torch.device | str,

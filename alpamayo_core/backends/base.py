@@ -13,7 +13,8 @@ TensorRT); all take and return torch tensors on the backend's device.
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from collections.abc import Callable, Hashable
+from typing import Any, ClassVar
 
 import torch
 
@@ -59,6 +60,20 @@ def pad_prefix(prefix: ExpertPrefix, capacity: int) -> ExpertPrefix:
     return ExpertPrefix(keys=tuple(map(grow, prefix.keys)), values=tuple(map(grow, prefix.values)),
                         positions=prefix.positions,
                         attn_bias=padded_bias(prefix.attn_bias, prefix.prefix_len, capacity))
+
+
+def static_key(prefix: ExpertPrefix, bucket: int) -> tuple[int, int]:
+    """(B, bucketed capacity C) under which static buffers or graphs for `prefix` are kept."""
+    return prefix.positions.shape[0], bucket_capacity(prefix.prefix_len, bucket)
+
+
+def get_or_build(store: dict, key: Hashable, build: Callable[[], Any], max_items: int) -> Any:
+    """`store[key]`, built on first use; the oldest entry is dropped beyond `max_items`."""
+    if key not in store:
+        if len(store) >= max_items:
+            store.pop(next(iter(store)))
+        store[key] = build()
+    return store[key]
 
 
 class BackendUnavailable(RuntimeError):

@@ -31,8 +31,9 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
 from alpamayo_core.backends.base import (
     BackendUnavailable,
     ExpertBackend,
-    bucket_capacity,
+    get_or_build,
     padded_bias,
+    static_key,
 )
 from alpamayo_core.denoise_step import DenoiseStep
 from alpamayo_core.expert import ExpertPrefix
@@ -124,15 +125,14 @@ class CudaGraphBackend(ExpertBackend):
                                                   torch.Tensor]] = {}
 
     def _bind(self, prefix: ExpertPrefix) -> None:
-        batch, n_act = prefix.positions.shape
-        key = (batch, bucket_capacity(prefix.prefix_len, self.bucket))
-        if key not in self._graphs:
-            if len(self._graphs) >= MAX_GRAPHS:
-                self._graphs.pop(next(iter(self._graphs)))
-            static = StaticPrefixStep(self.step, key[0], key[1], n_act)
+        batch, capacity = key = static_key(prefix, self.bucket)
+
+        def build() -> tuple[StaticPrefixStep, torch.cuda.CUDAGraph, torch.Tensor]:
+            static = StaticPrefixStep(self.step, batch, capacity, prefix.positions.shape[1])
             static.load(prefix)
-            self._graphs[key] = (static, *self._capture(static))
-        self._static, self._graph, self._out = self._graphs[key]
+            return (static, *self._capture(static))
+
+        self._static, self._graph, self._out = get_or_build(self._graphs, key, build, MAX_GRAPHS)
         self._static.load(prefix)
 
     def _capture(self, static: StaticPrefixStep) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from alpamayo_core.backends.base import ExpertBackend, bucket_capacity
+from alpamayo_core.backends.base import ExpertBackend, get_or_build, static_key
 from alpamayo_core.backends.cuda_graph import StaticPrefixStep
 from alpamayo_core.denoise_step import DenoiseStep
 from alpamayo_core.expert import ExpertPrefix
@@ -39,13 +39,9 @@ class TorchStaticBackend(ExpertBackend):
         self._steps: dict[tuple[int, int], StaticPrefixStep] = {}
 
     def _bind(self, prefix: ExpertPrefix) -> None:
-        batch, n_act = prefix.positions.shape
-        key = (batch, bucket_capacity(prefix.prefix_len, self.bucket))
-        if key not in self._steps:
-            if len(self._steps) >= MAX_BUFFERS:
-                self._steps.pop(next(iter(self._steps)))
-            self._steps[key] = StaticPrefixStep(self.step, key[0], key[1], n_act)
-        self._static = self._steps[key]
+        batch, capacity = key = static_key(prefix, self.bucket)
+        self._static = get_or_build(self._steps, key, lambda: StaticPrefixStep(
+            self.step, batch, capacity, prefix.positions.shape[1]), MAX_BUFFERS)
         self._static.load(prefix)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from transformers import AutoTokenizer
 
 from alpamayo_core import checkpoint
-from alpamayo_core.config import RELEASED_VOCAB_SIZE, ModelConfig
+from alpamayo_core.config import ModelConfig
 from alpamayo_core.config_io import load_config, to_released_json
 from alpamayo_core.model import AlpamayoR1
-from alpamayo_core.tokens import TokenIds, extend_tokenizer
+from alpamayo_core.model_io import load_tokenizer
+from alpamayo_core.tokens import TokenIds
 
 
 def check_shards(cfg: ModelConfig, token_ids: TokenIds, weights: Path) -> int:
@@ -49,19 +49,6 @@ def check_shards(cfg: ModelConfig, token_ids: TokenIds, weights: Path) -> int:
     return len(mapping)
 
 
-def extended_tokenizer(base: Path, cfg: ModelConfig):
-    """The base Qwen3-VL tokenizer extended with the Alpamayo tokens, ids checked."""
-    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
-    extend_tokenizer(tokenizer, cfg.tokens)
-    ids = TokenIds.from_tokenizer(tokenizer, cfg.tokens)
-    if ids.vocab_size != cfg.text.vocab_size:
-        raise ValueError(f"base tokenizer in {base} extends to {ids.vocab_size} tokens; the "
-                         f"weights expect {cfg.text.vocab_size}: wrong base tokenizer")
-    if cfg.text.vocab_size == RELEASED_VOCAB_SIZE:
-        ids.check_released_layout()
-    return tokenizer, ids
-
-
 def prepare(args: argparse.Namespace) -> Path:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +56,7 @@ def prepare(args: argparse.Namespace) -> Path:
     print(f"[1/4] config: {cfg.name}: VLM {cfg.text.num_hidden_layers} layers x "
           f"{cfg.text.hidden_size}, expert {cfg.expert.num_hidden_layers} x "
           f"{cfg.expert.hidden_size}, vocab {cfg.text.vocab_size}")
-    tokenizer, ids = extended_tokenizer(args.base_processor, cfg)
+    tokenizer, ids = load_tokenizer(args.base_processor, cfg)
     print(f"[2/4] tokenizer: {ids.vocab_size} tokens, <|traj_future_start|> = "
           f"{ids.traj_future_start}")
     n = check_shards(cfg, ids, args.weights)
