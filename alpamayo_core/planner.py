@@ -160,7 +160,8 @@ class Planner:
             first_position=phase1.future_start_position + 1, n_action=n_act,
             valid_len=phase1.future_start_index + 1)
         if noise is None:
-            noise = flow_matching.make_noise(rows, n_act, generator=generator)
+            noise = flow_matching.make_noise(rows, n_act, generator=generator,
+                                             device=self.device)
         elif tuple(noise.shape) != (rows, n_act, 2):
             raise ValueError(f"noise: expected ({rows}, {n_act}, 2), got {tuple(noise.shape)}")
         self._expert.bind(prefix)
