@@ -92,3 +92,18 @@ def test_medoid_ignores_an_outlier():
     base[2, :, 0] = -0.3
     base[3, :, 1] = 50.0  # outlier, off to the side
     assert select_medoid(base) == 0
+
+
+def test_bfloat16_load_plans_on_the_static_backend_and_ort_says_why_not(tiny_model_dir):
+    """The GPU path's dtype (bf16 weights, f32 action-space maths) runs on CPU too."""
+    from alpamayo_core.backends import BackendUnavailable
+
+    sampling = SamplingConfig(max_new_tokens=3)
+    bf16 = Planner.from_pretrained(tiny_model_dir, dtype="bfloat16", backend="torch_static",
+                                   sampling=sampling)
+    assert bf16.loaded.model.vlm.dtype == torch.bfloat16
+    assert bf16.loaded.model.action_space.accel_std.dtype == torch.bfloat16
+    plan = bf16.plan(straight_inputs(), seed=0)
+    assert np.isfinite(plan.xyz_m).all() and plan.backend == "torch_static"
+    with pytest.raises(BackendUnavailable, match="bfloat16"):
+        Planner(bf16.loaded, sampling, backend="onnxruntime")

@@ -84,6 +84,11 @@ class OnnxRuntimeBackend(ExpertBackend):
                  static_shapes: bool | None = None, bucket: int = 128):
         super().__init__(step, device)
         self._ort = import_onnxruntime()
+        dtype = next(step.parameters()).dtype
+        if dtype == torch.bfloat16:
+            raise BackendUnavailable("onnxruntime cannot run bfloat16 weights (its Python API "
+                                     "has no bfloat16); load the model in float32 or float16, "
+                                     "or use the torch_static / tensorrt backend")
         if intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
         self._providers = providers_for(self.device)
