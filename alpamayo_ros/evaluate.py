@@ -152,7 +152,7 @@ class _Outputs:
 
     def __init__(self, out_dir: Path, options: EvalOptions) -> None:
         self.out_dir, self.options = out_dir, options
-        self.typestore = make_typestore(_project_msg_dir())
+        self.typestore = make_typestore(project_msg_dir())
         self.writer = Writer(out_dir / "plans", version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
         self.connections = {
@@ -173,7 +173,7 @@ class _Outputs:
         self.writer.close()
 
 
-def _project_msg_dir() -> Path:
+def project_msg_dir() -> Path:
     """The project's msg/ folder: the source tree, else the installed share/alpamayo/msg."""
     source = Path(__file__).resolve().parents[1] / "msg"
     if source.is_dir():

@@ -29,9 +29,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from alpamayo_ros.bag_io import make_typestore
+from alpamayo_ros.evaluate import project_msg_dir
 from alpamayo_ros.replay import message_class
-
-_MSG_DIR = Path(__file__).resolve().parents[1] / "msg"
 
 
 class Recorder(Node):
@@ -41,7 +40,7 @@ class Recorder(Node):
         super().__init__("alpamayo_record")
         self.writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
-        self.typestore = make_typestore(_MSG_DIR)
+        self.typestore = make_typestore(project_msg_dir())
         self.pending = dict(topics)
         self.connections: dict[str, object] = {}
         self.counts: Counter[str] = Counter()

@@ -108,7 +108,7 @@ def _draw_bev(ax, p: PlanPicture) -> None:
     ax.set_xlabel("-y, metres (left of the ego is left)")
     ax.set_ylabel("x forward, metres")
     ax.set_title("bird's-eye view, ego frame at t0", fontsize=10)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
 
 
 def _draw_text(ax, p: PlanPicture) -> None:

@@ -210,6 +210,8 @@ class BagPlayer:
 
     def flush(self, timeout_s: float = 2.0) -> bool:
         """Wait until reliable subscribers acknowledged everything (call before exiting)."""
+        if not self.node.context.ok():
+            return False
         timeout = Duration(nanoseconds=int(timeout_s * 1e9))
         pubs = [*self.publishers.values(), *([self.clock_pub] if self.clock_pub else [])]
         return all(pub.wait_for_all_acked(timeout) for pub in pubs)

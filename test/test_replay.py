@@ -182,3 +182,32 @@ def test_node_plans_on_a_replayed_drive_with_sim_time(drive_bag, collector, tmp_
     for plan in ok:
         assert stamp_ns(plan.header.stamp) in reference
         assert plan.header.frame_id == "odom" and len(plan.trajectories) == 1
+
+
+def test_recorder_stores_what_the_replay_publishes(drive_bag, collector, tmp_path):
+    _, bag = drive_bag
+    _, _, counts = _bag_counts(bag)
+    env = ros_env(collector.domain_id, tmp_path / "roslog_record")
+    out = tmp_path / "recorded"
+    recorder = RosProcess(["-m", "alpamayo_ros.record", "--out", str(out),
+                           "/odom:=nav_msgs/msg/Odometry"], env, "record")
+    replay = None
+    try:
+        recorder.wait_for("^READY", 30.0)
+        replay = _replay(bag, collector, "--rate", "4", "--topics", "/odom",
+                         "--wait-subscribers", "20")
+        replay.wait_for("^DONE", 30.0)
+        recorder.stop()
+        recorder.wait_for('^RECORDED {"/odom": \\d+}', 10.0)
+    finally:
+        if replay is not None:
+            replay.stop()
+        recorder.stop()
+    original = [r.data for r in iter_raw(bag, ["/odom"])]
+    recorded = [r.data for r in iter_raw(out, ["/odom"])]
+    assert len(recorded) == counts["/odom"] == len(original)
+    typestore = make_typestore()
+    first = typestore.deserialize_cdr(recorded[0], "nav_msgs/msg/Odometry")
+    expected = typestore.deserialize_cdr(original[0], "nav_msgs/msg/Odometry")
+    assert stamp_ns(first.header.stamp) == stamp_ns(expected.header.stamp)
+    assert first.pose.pose.position.x == expected.pose.pose.position.x
