@@ -49,6 +49,9 @@ class CameraBufferConfig:
         window_s: frames kept behind each camera's newest stamp.
         max_frames: hard cap of frames kept per camera (bounds memory for raw images).
         clock_jump_s: a stamp this much older than the newest clears that camera's buffer.
+        max_t0_lag_s: how far `plan_t0_ns` may fall back from the newest reference frame to a
+            stamp every camera has delivered (cameras are not triggered together: a camera
+            stamped a few ms after the reference may not have arrived when a plan starts).
     """
 
     cameras: tuple[str, ...] = DEFAULT_CAMERAS
@@ -59,6 +62,7 @@ class CameraBufferConfig:
     window_s: float = 1.0
     max_frames: int = 32
     clock_jump_s: float = 1.0
+    max_t0_lag_s: float = 0.2
 
     def __post_init__(self) -> None:
         if not self.cameras or len(set(self.cameras)) != len(self.cameras):
@@ -73,6 +77,8 @@ class CameraBufferConfig:
         for name in ("tolerance_s", "max_reference_age_s", "clock_jump_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_t0_lag_s < 0:
+            raise ValueError(f"max_t0_lag_s must be >= 0, got {self.max_t0_lag_s}")
         if self.window_s < -offsets[0] + self.tolerance_s:
             raise ValueError(
                 f"window_s={self.window_s} must be >= -offsets_s[0] + tolerance_s = "
@@ -196,6 +202,31 @@ class CameraBuffer:
         with self._lock:
             frames = self._frames[self.config.reference_camera]
             return frames[-1].stamp_ns if frames else None
+
+    def plan_t0_ns(self, tolerance_s: float | None = None) -> int | None:
+        """The plan time: the newest reference stamp that every camera has caught up with.
+
+        A camera has caught up with t when its newest frame is at most `tolerance_s` before t.
+        Looks back at most `max_t0_lag_s` from the newest reference frame; if no stamp there
+        qualifies (a camera is really late or stopped), returns the newest one, so that frame
+        selection reports which camera fails. None before any reference frame.
+        """
+        tol_ns = round((self.config.tolerance_s if tolerance_s is None else tolerance_s) * 1e9)
+        with self._lock:
+            reference = [f.stamp_ns for f in self._frames[self.config.reference_camera]]
+            newest = [f[-1].stamp_ns if f else None for f in self._frames.values()]
+        if not reference:
+            return None
+        if None in newest:
+            return reference[-1]
+        caught_up_to = min(newest) + tol_ns  # every camera has a frame near stamps <= this
+        oldest_allowed = reference[-1] - round(self.config.max_t0_lag_s * 1e9)
+        for stamp in reversed(reference):
+            if stamp < oldest_allowed:
+                break
+            if stamp <= caught_up_to:
+                return stamp
+        return reference[-1]
 
     def newest_stamps_ns(self) -> dict[str, int | None]:
         """Newest buffered stamp per camera (None for cameras with no frame)."""

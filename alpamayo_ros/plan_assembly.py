@@ -1,8 +1,9 @@
 """Buffered camera frames + odometry -> one `PlanInputs` and its status (no ROS node here).
 
-The node's planning thread calls `assemble` once per tick. It decides the plan time t0 (newest
-stamp of the reference camera), picks and decodes the frames nearest t0 + offsets, resamples the
-ego history at t0, and returns the planner inputs with a status:
+The node's planning thread calls `assemble` once per tick. It decides the plan time t0 (the
+newest reference-camera stamp every camera has delivered a frame for), picks and decodes the
+frames nearest t0 + offsets, resamples the ego history at t0, and returns the planner inputs
+with a status:
 
 * OK: every input is fresh, every frame within `tolerance_s` of its target time.
 * DEGRADED (a plan is made, consumers may use it with care): a camera frame was farther than
@@ -80,7 +81,8 @@ def assemble(
     max_image_age_s: float,
     odom_frame: str,
 ) -> AssembledInputs:
-    """Build the planner inputs for t0 = newest reference-camera stamp.
+    """Build the planner inputs for t0 = `CameraBuffer.plan_t0_ns` (the newest reference-camera
+    stamp that every camera has caught up with).
 
     Args:
         now_ns: node clock now (sim time with use_sim_time), for the staleness check.
@@ -91,7 +93,7 @@ def assemble(
         InputsUnavailable: when no valid plan can be made (reason names the input).
     """
     reference = cameras.config.reference_camera
-    t0_ns = cameras.reference_t0_ns()
+    t0_ns = cameras.plan_t0_ns(tolerance_s)
     if t0_ns is None:
         raise InputsUnavailable(f"camera {reference}: no frames received yet", None)
     age_s = (now_ns - t0_ns) * 1e-9

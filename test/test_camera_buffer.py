@@ -185,3 +185,33 @@ def test_unknown_camera_raises():
 def test_config_validation_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         CameraBufferConfig(**kwargs)
+
+
+def test_plan_t0_waits_for_cameras_that_have_not_delivered_this_cycle():
+    """10 Hz cameras triggered 0/30/60/90 ms after the reference: the newest reference frame
+    (t0) is not yet matched by the later cameras, so t0 falls back one cycle."""
+    cycle = [T0_NS + round(r * 1e9) for r in np.arange(-1.0, 1e-9, 0.1)]
+    streams = {c: [s + k * 30 * MS for s in cycle] for k, c in enumerate(DEFAULT_CAMERAS)}
+    streams[DEFAULT_CAMERAS[2]] = streams[DEFAULT_CAMERAS[2]][:-1]  # not arrived yet
+    streams[DEFAULT_CAMERAS[3]] = streams[DEFAULT_CAMERAS[3]][:-1]
+    buffer = _filled(streams, reference_camera=DEFAULT_CAMERAS[1])
+    newest_reference = streams[DEFAULT_CAMERAS[1]][-1]
+    assert buffer.reference_t0_ns() == newest_reference
+    t0 = buffer.plan_t0_ns()
+    assert t0 == newest_reference - 100 * MS
+    assert buffer.select(t0).stamps_ns.shape == (4, 4)  # every camera covered at that t0
+
+
+def test_plan_t0_is_the_newest_reference_frame_when_cameras_are_in_sync():
+    buffer = _filled()
+    assert buffer.plan_t0_ns() == buffer.reference_t0_ns() == T0_NS
+
+
+def test_plan_t0_does_not_hide_a_stopped_camera():
+    """A camera silent for longer than max_t0_lag_s: t0 stays the newest reference frame and
+    selection names the stopped camera."""
+    streams = {c: _stream(rate_hz=10.0) for c in DEFAULT_CAMERAS}
+    streams[DEFAULT_CAMERAS[0]] = _stream(rate_hz=10.0, end_s=-0.5)
+    buffer = _filled(streams)
+    assert buffer.plan_t0_ns() == T0_NS
+    assert DEFAULT_CAMERAS[0] in _failures(buffer)
