@@ -197,15 +197,15 @@ class HistoryDeltaTokenizer:
 def extract_texts(decoded: str) -> dict[str, str]:
     """Pull the `cot`, `meta_action` and `answer` blocks out of one decoded sequence.
 
-    For each key: the text before the first `<|{k}_end|>` (empty if there is none), then what
-    follows the last `<|{k}_start|>` in it, stripped. Decode with `skip_special_tokens=False`.
+    For each key: the text before the first `<|{k}_end|>`, then what follows the last
+    `<|{k}_start|>` in it, stripped; empty if either tag is missing. (The reference keeps the
+    whole text before an end tag that has no start tag, which leaks the prompt into the block on
+    malformed output; well-formed output extracts identically.) Decode with
+    `skip_special_tokens=False`.
     """
     out = {}
     for key in TEXT_KEYS:
         end_tag, start_tag = f"<|{key}_end|>", f"<|{key}_start|>"
-        if end_tag not in decoded:
-            out[key] = ""
-            continue
-        before = decoded.split(end_tag, 1)[0]
-        out[key] = before.rsplit(start_tag, 1)[-1].strip()
+        before = decoded.split(end_tag, 1)[0] if end_tag in decoded else ""
+        out[key] = before.rsplit(start_tag, 1)[-1].strip() if start_tag in before else ""
     return out

@@ -261,10 +261,12 @@ def _locate_future_start(seqs: Tensor, prompt_len: int, stop_id: int, pad_id: in
 
 
 def _texts(tokenizer, prompt_ids: Tensor, seqs: Tensor, prompt_len: int) -> tuple[dict, ...]:
-    """Decoded blocks per row (prompt decoded once; it ends in a special token)."""
+    """Decoded blocks per row. Only the assistant turn is decoded: the prompt's last token
+    (`<|cot_start|>`, which opens the reasoning block) plus the generated tokens; the other
+    blocks' start tags can only be generated, so the rest of the prompt cannot change them."""
     if tokenizer is None:
         return tuple({} for _ in range(seqs.shape[0]))
-    head = tokenizer.decode(prompt_ids[0].tolist(), skip_special_tokens=False)
+    head = tokenizer.decode(prompt_ids[0, -1:].tolist(), skip_special_tokens=False)
     return tuple(extract_texts(head + tokenizer.decode(row[prompt_len:].tolist(),
                                                        skip_special_tokens=False))
                  for row in seqs)

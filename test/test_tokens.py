@@ -114,6 +114,9 @@ def test_history_rejects_wrong_shape():
      {"cot": "", "meta_action": "", "answer": ""}),
     ("<|meta_action_start|>stop<|meta_action_end|><|answer_start|> yes<|answer_end|>",
      {"cot": "", "meta_action": "stop", "answer": "yes"}),
+    # An end tag without its start tag is no block (the prompt must not leak into it).
+    ("system prompt <|image_pad|><|cot_start|>go<|cot_end|> x <|meta_action_end|>",
+     {"cot": "go", "meta_action": "", "answer": ""}),
 ])
 def test_extract_texts(text, expected):
     assert extract_texts(text) == expected
