@@ -37,9 +37,8 @@ from tqdm import tqdm
 from alpamayo_core.plan import Plan
 from alpamayo_ros import messages, metrics, render
 from alpamayo_ros.bag_io import iter_raw, make_typestore, topic_counts
-from alpamayo_ros.camera_buffer import CameraBuffer, CameraBufferConfig
-from alpamayo_ros.ego_history import EgoHistoryBuffer, EgoHistoryConfig
 from alpamayo_ros.params import NodeParams
+from alpamayo_ros.pipeline import load_planner, make_buffers
 from alpamayo_ros.plan_assembly import AssembledInputs, InputsUnavailable, assemble
 from alpamayo_ros.transforms import RigidTransform
 
@@ -115,38 +114,6 @@ def load_track(bag: Path | str, odom_topic: str) -> metrics.OdomTrack:
     return metrics.OdomTrack.from_odometry(msgs)
 
 
-def make_buffers(params: NodeParams, frame_offsets_s: tuple[float, ...], history_poses: int,
-                 history_dt_s: float) -> tuple[CameraBuffer, EgoHistoryBuffer]:
-    """Camera and odometry buffers configured as the node configures them."""
-    window_s = -frame_offsets_s[0] + 2.0 * params.sync_tolerance_s + 0.5
-    cameras = CameraBuffer(CameraBufferConfig(
-        cameras=params.camera_names, reference_camera=params.reference_camera,
-        offsets_s=frame_offsets_s, tolerance_s=params.sync_tolerance_s,
-        max_reference_age_s=params.max_image_age_s, window_s=window_s))
-    odometry = EgoHistoryBuffer(EgoHistoryConfig(
-        num_poses=history_poses, dt_s=history_dt_s, max_gap_s=params.history_max_gap_s,
-        max_age_s=params.history_max_age_s,
-        max_extrapolation_s=min(0.05, params.history_max_age_s)))
-    return cameras, odometry
-
-
-def load_planner(params: NodeParams):
-    """`Planner` from params.model_dir with the node's sampling settings."""
-    from alpamayo_core.planner import Planner
-    from alpamayo_core.vlm import SamplingConfig
-
-    backend = {} if params.backend == "auto" else {"backend": params.backend}
-    planner = Planner.from_pretrained(params.model_dir, device=params.device, **backend)
-    sampling = SamplingConfig(
-        temperature=params.temperature if params.temperature > 0 else 1.0,
-        greedy=params.temperature == 0, top_p=params.top_p,
-        max_new_tokens=params.max_generation_tokens, num_traj_samples=params.num_traj_samples)
-    flow = planner.cfg.flow
-    if params.num_flow_steps > 0:
-        flow = dataclasses.replace(flow, num_steps=params.num_flow_steps)
-    return planner.with_settings(sampling=sampling, flow=flow)
-
-
 class _Outputs:
     """The output bag, metrics rows and pictures of one evaluation."""
 
@@ -190,9 +157,7 @@ class OfflineEvaluator:
                  outputs: _Outputs) -> None:
         self.planner, self.options, self.track, self.outputs = planner, options, track, outputs
         p = options.params
-        self.cameras, self.odometry = make_buffers(
-            p, tuple(planner.cfg.images.frame_offsets_s),
-            int(planner.cfg.history_tokenizer.num_steps), float(planner.cfg.action_space.dt_s))
+        self.cameras, self.odometry = make_buffers(p, planner.cfg)
         self.ticks = 0
 
     def feed(self, topic: str, camera: str | None, data: bytes) -> None:

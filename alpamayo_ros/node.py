@@ -40,10 +40,11 @@ from alpamayo.msg import DrivingPlan
 from alpamayo_core.plan import Plan, PlanInputs
 from alpamayo_ros import messages
 from alpamayo_ros import params as node_params
-from alpamayo_ros.camera_buffer import CameraBuffer, CameraBufferConfig
-from alpamayo_ros.ego_history import EgoHistoryBuffer, EgoHistoryConfig
+from alpamayo_ros.camera_buffer import CameraBuffer
+from alpamayo_ros.ego_history import EgoHistoryBuffer
 from alpamayo_ros.node_status import NodeStatus, diagnostics_statuses, history_path
 from alpamayo_ros.params import NodeParams
+from alpamayo_ros.pipeline import load_planner, make_buffers, with_node_settings
 from alpamayo_ros.plan_assembly import AssembledInputs, InputsUnavailable, assemble, input_ages_s
 
 FAULT_FILE_ENV = "ALPAMAYO_FAULT_FILE"
@@ -87,7 +88,7 @@ class AlpamayoNode(LifecycleNode):
         self._params = NodeParams.from_node(self)
         names = {p.name for p in changes}
         if names & set(_SAMPLING_PARAMS):
-            self._planner = _with_sampling(self._planner, self._params)
+            self._planner = with_node_settings(self._planner, self._params)
         if self._plan_timer is not None and "plan_rate_hz" in names:
             self._start_plan_timer()
 
@@ -145,17 +146,14 @@ class AlpamayoNode(LifecycleNode):
 
     # -- configure helpers --------------------------------------------------------------------
     def _load_planner(self, params: NodeParams):
-        from alpamayo_core.planner import Planner
-
         start = time.perf_counter()
-        planner = Planner.from_pretrained(params.model_dir, device=params.device,
-                                          backend=params.backend)
-        planner = _with_sampling(planner, params)
+        planner = load_planner(params)
         self.get_logger().info(f"model loaded in {time.perf_counter() - start:.1f} s")
         if params.warmup_on_configure:
             start = time.perf_counter()
-            planner.plan(_blank_inputs(len(params.camera_names), _frame_offsets(planner),
-                                       _history_poses(planner)), seed=0)
+            cfg = planner.cfg
+            planner.plan(_blank_inputs(len(params.camera_names), cfg.images.frame_offsets_s,
+                                       cfg.history_tokenizer.num_steps), seed=0)
             self.get_logger().info(f"warm-up plan took {time.perf_counter() - start:.1f} s")
         return planner
 
@@ -166,16 +164,7 @@ class AlpamayoNode(LifecycleNode):
                              f"{len(params.camera_names)}")
 
     def _create_buffers(self, params: NodeParams) -> None:
-        offsets = _frame_offsets(self._planner)
-        window_s = -offsets[0] + 2.0 * params.sync_tolerance_s + 0.5
-        self._cameras = CameraBuffer(CameraBufferConfig(
-            cameras=params.camera_names, reference_camera=params.reference_camera,
-            offsets_s=offsets, tolerance_s=params.sync_tolerance_s,
-            max_reference_age_s=params.max_image_age_s, window_s=window_s))
-        self._odometry = EgoHistoryBuffer(EgoHistoryConfig(
-            num_poses=_history_poses(self._planner), dt_s=_history_dt_s(self._planner),
-            max_gap_s=params.history_max_gap_s, max_age_s=params.history_max_age_s,
-            max_extrapolation_s=min(0.05, params.history_max_age_s)))
+        self._cameras, self._odometry = make_buffers(params, self._planner.cfg)
 
     def _create_io(self, params: NodeParams) -> None:
         for name, msg_type in _OUTPUTS.items():
@@ -333,32 +322,6 @@ class AlpamayoNode(LifecycleNode):
         self._pubs.clear()
         self._planner = self._cameras = self._odometry = self._params = None
         self.status = NodeStatus()
-
-
-def _with_sampling(planner, params: NodeParams):
-    """The planner with the node's sampling parameters (shares the loaded weights)."""
-    from alpamayo_core.vlm import SamplingConfig
-
-    sampling = SamplingConfig(
-        temperature=params.temperature if params.temperature > 0 else 1.0,
-        greedy=params.temperature == 0, top_p=params.top_p,
-        max_new_tokens=params.max_generation_tokens, num_traj_samples=params.num_traj_samples)
-    flow = planner.cfg.flow
-    if params.num_flow_steps > 0:
-        flow = dataclasses.replace(flow, num_steps=params.num_flow_steps)
-    return planner.with_settings(sampling=sampling, flow=flow)
-
-
-def _frame_offsets(planner) -> tuple[float, ...]:
-    return tuple(planner.cfg.images.frame_offsets_s)
-
-
-def _history_poses(planner) -> int:
-    return int(planner.cfg.history_tokenizer.num_steps)
-
-
-def _history_dt_s(planner) -> float:
-    return float(planner.cfg.action_space.dt_s)
 
 
 def _blank_inputs(num_cameras: int, offsets_s: tuple[float, ...], num_poses: int) -> PlanInputs:
