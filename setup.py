@@ -6,7 +6,9 @@
 from setuptools import find_packages, setup
 
 setup(
-    name="alpamayo",
+    # Not "alpamayo": that is the ROS package whose generated `alpamayo.msg` module is
+    # installed into the same site-packages by scripts/build_interfaces.sh.
+    name="alpamayo-ros",
     version="0.1.0",
     description="Alpamayo-R1 vision-language-action driving model: core library and ROS 2 node",
     license="Apache-2.0",
@@ -25,6 +27,8 @@ setup(
             "alpamayo-synth = alpamayo_ros.cli.synth:main",
             "alpamayo-replay = alpamayo_ros.cli.replay:main",
             "alpamayo-eval = alpamayo_ros.cli.evaluate:main",
+            "alpamayo-record = alpamayo_ros.record:main",
+            "alpamayo-demo = alpamayo_ros.demo:main",
         ],
     },
 )

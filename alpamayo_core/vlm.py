@@ -246,6 +246,18 @@ def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: 
     return max_new
 
 
+def _warn_no_future_start(missing: int, rows: int) -> None:
+    """Warn the first time (then at DEBUG: a model that never stops would flood the log)."""
+    level = logging.DEBUG if _warn_no_future_start.seen else logging.WARNING
+    _warn_no_future_start.seen = True
+    logger.log(level, "%d of %d rows produced no <|traj_future_start|> within max_new_tokens; "
+               "phase 2 sees the whole sequence for them (logged once; see "
+               "Plan.num_generated_tokens)", missing, rows)
+
+
+_warn_no_future_start.seen = False
+
+
 def _locate_future_start(seqs: Tensor, prompt_len: int, stop_id: int, pad_id: int):
     """First `<|traj_future_start|>` per row after the prompt; pads everything after it."""
     hits = seqs[:, prompt_len:] == stop_id  # (B, L - L0)
@@ -253,8 +265,7 @@ def _locate_future_start(seqs: Tensor, prompt_len: int, stop_id: int, pad_id: in
     index = torch.where(found, hits.int().argmax(dim=1) + prompt_len,
                         torch.full_like(found, seqs.shape[1] - 1, dtype=torch.int64))
     if not bool(found.all()):
-        logger.warning("%d of %d rows produced no <|traj_future_start|>; phase 2 sees the "
-                       "whole sequence for them", int((~found).sum()), found.numel())
+        _warn_no_future_start(int((~found).sum()), found.numel())
     after = torch.arange(seqs.shape[1])[None, :] > index[:, None]
     seqs = seqs.masked_fill(after & found[:, None], pad_id)
     return seqs, index, found

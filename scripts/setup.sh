@@ -20,11 +20,20 @@ stamp="$VENV/.alpamayo-requirements.sha"
 want="$(cat requirements.txt requirements-ros.txt setup.py | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing pinned requirements (first time: ~1-2 min)"
-  python -m pip install -q -r requirements.txt -r requirements-ros.txt
+  # (this machine's pip config names optional local indexes; hide its "is ignored" noise)
+  python -m pip install -q -r requirements.txt -r requirements-ros.txt \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  # An earlier checkout installed this project under the distribution name of the ROS package
+  # ("alpamayo"); uninstalling that also removes the generated messages, rebuilt below.
+  purelib="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  if [ -f "$purelib/__editable__.alpamayo-0.1.0.pth" ]; then
+    python -m pip uninstall -q -y alpamayo
+  fi
   python -m pip install -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
+  rebuild=--force  # (re)installs may have touched the venv prefix the messages live in
 fi
 
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
-bash scripts/build_interfaces.sh
+bash scripts/build_interfaces.sh ${rebuild:-}
 echo "[setup] ready: . $VENV/bin/activate"
