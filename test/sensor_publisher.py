@@ -48,6 +48,17 @@ def _stamp(msg_header, stamp_ns: int) -> None:
     msg_header.stamp.sec, msg_header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
 
 
+
+_STDOUT_LOCK = threading.Lock()
+
+
+def emit(line: str) -> None:
+    """One whole line to stdout: the publisher and stdin threads both report, and print()'s
+    separate writes of text and newline could interleave into one unparseable line."""
+    with _STDOUT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
 class Faults:
     """The active faults (mode -> camera or None), shared with the stdin thread."""
 
@@ -128,7 +139,7 @@ class SensorPublisher(Node):
             msg.header.frame_id = name
             self._publish(self.cam_pubs[i], msg)
             if name == self.args.print_stamps:
-                print(f"STAMP {stamp_ns}", flush=True)
+                emit(f"STAMP {stamp_ns}")
 
     def _camera_msg(self, index: int, name: str):
         frames = self.frames[index]
@@ -163,7 +174,7 @@ class SensorPublisher(Node):
         if not self._matched and all(
                 p.get_subscription_count() > 0 for p in (*self.cam_pubs, self.odom_pub)):
             self._matched = True
-            print("MATCHED", flush=True)
+            emit("MATCHED")
 
 
 def _copy_compressed(src: CompressedImage) -> CompressedImage:
@@ -188,9 +199,9 @@ def _stdin_loop(faults: Faults, default_camera: str) -> None:
             return
         try:
             faults.apply(words, default_camera)
-            print(f"ACK {' '.join(words)}", flush=True)
+            emit(f"ACK {' '.join(words)}")
         except ValueError as err:
-            print(f"ERROR {err}", flush=True)
+            emit(f"ERROR {err}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -217,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     faults = Faults()
     node = SensorPublisher(args, faults)
     threading.Thread(target=_stdin_loop, args=(faults, args.cameras[-1]), daemon=True).start()
-    print("READY", flush=True)
+    emit("READY")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
