@@ -43,12 +43,13 @@ def collector(tmp_path):
     domain = replay_domain_id()
     c = TimedCollector(domain, tmp_path / "roslog")
     c.domain_id = domain
+    c.log_dir = tmp_path / "roslog"
     yield c
     c.close()
 
 
 def _replay(bag: Path, collector: TimedCollector, *args: str) -> RosProcess:
-    env = ros_env(collector.domain_id, Path(collector.node.get_name()).with_suffix(".log"))
+    env = ros_env(collector.domain_id, collector.log_dir)
     return RosProcess(["-m", "alpamayo_ros.cli.replay", str(bag), "--quiet", *args], env,
                       "replay")
 
