@@ -162,6 +162,18 @@ def expert_text_config(cfg: ModelConfig) -> Qwen3VLTextConfig:
     )
 
 
+def project_qkv(attn: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
+                sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The T action tokens' q (B, Hq, T, D), k and v (B, KV, T, D) for one HF attention module:
+    projections, q/k RMS norms and RoPE."""
+    head_shape = (*hidden.shape[:2], -1, attn.head_dim)
+    q = attn.q_norm(attn.q_proj(hidden).view(head_shape)).transpose(1, 2)
+    k = attn.k_norm(attn.k_proj(hidden).view(head_shape)).transpose(1, 2)
+    v = attn.v_proj(hidden).view(head_shape).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    return q, k, v
+
+
 class Expert(nn.Module):
     """`layers` + `norm` of a Qwen3VLTextModel, attending over an `ExpertPrefix`."""
 
@@ -212,11 +224,7 @@ class Expert(nn.Module):
                    bias: torch.Tensor) -> torch.Tensor:
         """One non-causal attention over [prefix | own tokens]; returns (B, T, E)."""
         batch, n_act, _ = hidden.shape
-        head_shape = (batch, n_act, -1, attn.head_dim)
-        q = attn.q_norm(attn.q_proj(hidden).view(head_shape)).transpose(1, 2)  # (B, Hq, T, D)
-        k = attn.k_norm(attn.k_proj(hidden).view(head_shape)).transpose(1, 2)  # (B, KV, T, D)
-        v = attn.v_proj(hidden).view(head_shape).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        q, k, v = project_qkv(attn, hidden, cos, sin)
         k = repeat_kv(torch.cat([k_prefix.to(k.dtype), k], dim=2), attn.num_key_value_groups)
         v = repeat_kv(torch.cat([v_prefix.to(v.dtype), v], dim=2), attn.num_key_value_groups)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scaling)

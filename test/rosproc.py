@@ -22,8 +22,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from alpamayo_ros.processes import node_params_file
+from alpamayo_ros.processes import ros_env as _ros_env
+
+__all__ = ["Collector", "NodeStack", "RosProcess", "next_domain_id", "node_params_file",
+           "ros_env", "stamp_ns", "tiny_checkpoint"]
+
 ROOT = Path(__file__).resolve().parents[1]
-FASTDDS_PROFILE = ROOT / "config" / "fastdds.xml"
 DOMAIN_FIRST, DOMAIN_LAST = 60, 99
 _DOMAINS_PER_WORKER = 10
 # Start at a per-process offset so that two pytest sessions running at once on a shared machine
@@ -42,20 +47,10 @@ def next_domain_id() -> int:
 
 
 def ros_env(domain_id: int, log_dir: Path | str, **extra: str) -> dict[str, str]:
-    """Environment for one ROS test process (keeps the rclpy wheel bootstrap variables)."""
-    env = dict(os.environ)
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    env.update({
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "ROS_DOMAIN_ID": str(domain_id),
-        "ROS_LOG_DIR": str(log_dir),
-        "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
-    })
-    env.update(extra)
-    return env
+    """Environment for one ROS test process (`alpamayo_ros.processes.ros_env`: LOCALHOST
+    discovery, own domain, the shipped Fast DDS profile), one torch thread unless set."""
+    return _ros_env(domain_id, Path(log_dir),
+                    **{"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **extra})
 
 
 class RosProcess:
@@ -140,21 +135,12 @@ def tiny_checkpoint(base_dir: Path) -> Path:
     return out
 
 
-def node_params_file(out_path: Path, **overrides: object) -> Path:
-    """The shipped config/alpamayo.yaml with `overrides` applied, written to `out_path`."""
-    import yaml
-
-    content = yaml.safe_load((ROOT / "config" / "alpamayo.yaml").read_text())
-    content["alpamayo"]["ros__parameters"].update(overrides)
-    out_path.write_text(yaml.safe_dump(content))
-    return out_path
-
-
 class Collector:
     """An in-test rclpy node (own context, own domain) recording messages on a spin thread.
 
-    `subscribe(topic, type)` records every message; `messages(topic)` returns a copy;
-    `wait_for(predicate, timeout_s)` polls a predicate over the recorded messages.
+    `subscribe(topic, type)` records every message with its monotonic arrival time;
+    `messages(topic)` returns the messages, `received(topic)` the (arrival s, message) pairs;
+    `wait_for(predicate, timeout_s)` polls a predicate, `wait_count` a message count.
     """
 
     def __init__(self, domain_id: int, log_dir: Path | str) -> None:
@@ -165,8 +151,9 @@ class Collector:
         for key, value in ros_env(domain_id, log_dir).items():
             if key.startswith(("ROS_", "FASTDDS_")):
                 os.environ[key] = value
+        self.domain_id, self.log_dir = domain_id, Path(log_dir)
         self._lock = threading.Lock()
-        self._messages: dict[str, list] = {}
+        self._received: dict[str, list[tuple[float, object]]] = {}
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node("test_collector", context=self.context)
@@ -181,25 +168,31 @@ class Collector:
         with contextlib.suppress(ExternalShutdownException, Exception):
             self._executor.spin()
 
-    def subscribe(self, topic: str, msg_type: type, depth: int = 50) -> None:
+    def subscribe(self, topic: str, msg_type: type, depth: int = 50,
+                  reliable: bool = False) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-        self._messages.setdefault(topic, [])
+        self._received.setdefault(topic, [])
 
         def record(msg, topic=topic):
+            now = time.monotonic()
             with self._lock:
-                self._messages[topic].append(msg)
+                self._received[topic].append((now, msg))
 
-        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.node.create_subscription(msg_type, topic, record, qos)
+        policy = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        self.node.create_subscription(msg_type, topic, record,
+                                      QoSProfile(depth=depth, reliability=policy))
+
+    def received(self, topic: str) -> list[tuple[float, object]]:
+        with self._lock:
+            return list(self._received.get(topic, []))
 
     def messages(self, topic: str) -> list:
-        with self._lock:
-            return list(self._messages.get(topic, []))
+        return [msg for _, msg in self.received(topic)]
 
     def clear(self) -> None:
         with self._lock:
-            for msgs in self._messages.values():
+            for msgs in self._received.values():
                 msgs.clear()
 
     def wait_for(self, predicate, timeout_s: float, what: str = "condition"):
@@ -211,6 +204,11 @@ class Collector:
                 return value
             time.sleep(0.05)
         raise TimeoutError(f"{what} not met within {timeout_s} s")
+
+    def wait_count(self, topic: str, count: int, timeout_s: float) -> list[tuple[float, object]]:
+        """Block until `count` messages arrived on `topic`; returns (arrival, message) pairs."""
+        return self.wait_for(lambda: (got := self.received(topic)) and len(got) >= count and got,
+                             timeout_s, f"{count} messages on {topic}")
 
     def close(self) -> None:
         import rclpy

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
-from rosproc import RosProcess, node_params_file, ros_env, tiny_checkpoint
-from rosproc_replay import TimedCollector, replay_domain_id, stamp_ns
+from rosproc import Collector, RosProcess, node_params_file, ros_env, stamp_ns, tiny_checkpoint
+from rosproc_replay import replay_domain_id
 
 from alpamayo_core.synthetic import SceneConfig, SyntheticDrive
 from alpamayo_ros.bag_io import BagWriteOptions, image_topic, iter_raw, make_typestore
@@ -41,14 +41,12 @@ def drive_bag(tmp_path_factory):
 @pytest.fixture
 def collector(tmp_path):
     domain = replay_domain_id()
-    c = TimedCollector(domain, tmp_path / "roslog")
-    c.domain_id = domain
-    c.log_dir = tmp_path / "roslog"
+    c = Collector(domain, tmp_path / "roslog")
     yield c
     c.close()
 
 
-def _replay(bag: Path, collector: TimedCollector, *args: str) -> RosProcess:
+def _replay(bag: Path, collector: Collector, *args: str) -> RosProcess:
     env = ros_env(collector.domain_id, collector.log_dir)
     return RosProcess(["-m", "alpamayo_ros.cli.replay", str(bag), "--quiet", *args], env,
                       "replay")
@@ -100,8 +98,8 @@ def test_original_timing_at_rate_2_with_clock(drive_bag, collector):
 
     _, bag = drive_bag
     start_ns, _, counts = _bag_counts(bag)
-    collector.subscribe("/odom", Odometry)
-    collector.subscribe("/clock", Clock, reliable=False)
+    collector.subscribe("/odom", Odometry, depth=200, reliable=True)
+    collector.subscribe("/clock", Clock, depth=200)
     replay = _replay(bag, collector, "--clock", "--rate", "2", "--wait-subscribers", "20",
                      "--topics", "/odom")
     try:
@@ -130,8 +128,8 @@ def test_loop_keeps_time_increasing_and_remap_renames(drive_bag, collector):
     _, bag = drive_bag
     start_ns, end_ns, counts = _bag_counts(bag)
     odom_only = {"/odom": counts["/odom"]}
-    collector.subscribe("/odom", Odometry)
-    collector.subscribe("/ego/odom", Odometry)
+    collector.subscribe("/odom", Odometry, depth=200, reliable=True)
+    collector.subscribe("/ego/odom", Odometry, depth=200, reliable=True)
     replay = _replay(bag, collector, "--loops", "2", "--rate", "4", "--remap",
                      "/odom:=/ego/odom", "--wait-subscribers", "20", "--topics", "/odom")
     try:
@@ -154,7 +152,7 @@ def test_node_plans_on_a_replayed_drive_with_sim_time(drive_bag, collector, tmp_
 
     drive, bag = drive_bag
     start_ns, end_ns, _ = _bag_counts(bag)
-    collector.subscribe("/alpamayo/plan", DrivingPlan)
+    collector.subscribe("/alpamayo/plan", DrivingPlan, depth=200, reliable=True)
     base = tmp_path_factory.getbasetemp()
     params = node_params_file(base / f"replay_params_{collector.domain_id}.yaml",
                               model_dir=str(tiny_checkpoint(base)), num_traj_samples=1,

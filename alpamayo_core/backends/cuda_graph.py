@@ -26,7 +26,6 @@ import logging
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
 
 from alpamayo_core.backends.base import (
     BackendUnavailable,
@@ -36,7 +35,7 @@ from alpamayo_core.backends.base import (
     static_key,
 )
 from alpamayo_core.denoise_step import DenoiseStep
-from alpamayo_core.expert import ExpertPrefix
+from alpamayo_core.expert import ExpertPrefix, project_qkv
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +86,7 @@ class StaticPrefixStep(nn.Module):
     def _attention(self, attn: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
                    sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         batch, n_act, _ = hidden.shape
-        head_shape = (batch, n_act, -1, attn.head_dim)
-        q = attn.q_norm(attn.q_proj(hidden).view(head_shape)).transpose(1, 2)  # (B, Hq, T, D)
-        k = attn.k_norm(attn.k_proj(hidden).view(head_shape)).transpose(1, 2)  # (B, KV, T, D)
-        v = attn.v_proj(hidden).view(head_shape).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        q, k, v = project_qkv(attn, hidden, cos, sin)  # (B, Hq, T, D), (B, KV, T, D) x 2
         keys[:, :, self.capacity:].copy_(k)
         values[:, :, self.capacity:].copy_(v)
         kv_heads = keys.shape[1]
