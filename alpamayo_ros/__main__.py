@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from alpamayo_ros.node import AlpamayoNode
+from alpamayo_ros.shutdown import until_shutdown
 
 
 def _autostart(node: AlpamayoNode) -> bool:
@@ -33,12 +34,11 @@ def main(args: list[str] | None = None) -> int:
     executor.add_node(node)
     code = 0
     try:
-        if node.get_parameter("autostart").value and not _autostart(node):
-            code = 1
-        else:
-            executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        with until_shutdown():
+            if node.get_parameter("autostart").value and not _autostart(node):
+                code = 1
+            else:
+                executor.spin()
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -31,6 +31,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from alpamayo_ros.bag_io import make_typestore
 from alpamayo_ros.evaluate import project_msg_dir
 from alpamayo_ros.replay import message_class
+from alpamayo_ros.shutdown import until_shutdown
 
 
 class Recorder(Node):
@@ -114,10 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     print("READY", flush=True)
     try:
         deadline = time.monotonic() + args.duration if args.duration > 0 else None
-        while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        with until_shutdown():
+            while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+                executor.spin_once(timeout_sec=0.1)
     finally:
         recorder.close()
         print(f"RECORDED {json.dumps(dict(recorder.counts))}", flush=True)

@@ -14,10 +14,10 @@ import argparse
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from tqdm import tqdm
 
 from alpamayo_ros.replay import RELIABILITY_CHOICES, BagPlayer, ReplayOptions, parse_remap
+from alpamayo_ros.shutdown import until_shutdown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     player = None
     try:
         player = BagPlayer(node, args.bag, options)
-        return _play(player, options, args.wait_subscribers, args.quiet)
+        with until_shutdown():
+            return _play(player, options, args.wait_subscribers, args.quiet)
+        return 0  # shutdown requested (SIGINT/SIGTERM) while playing
     except (ValueError, ImportError, FileNotFoundError) as exc:
         print(f"alpamayo-replay: error: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
     finally:
         if player is not None:
             player.close()
