@@ -31,6 +31,7 @@ from alpamayo_core.model_io import LoadedModel, load_model
 from alpamayo_core.plan import Plan, PlanInputs
 from alpamayo_core.prompt import PromptInputs, build_prompt
 from alpamayo_core.selection import select_medoid
+from alpamayo_core.timing import device_clock
 from alpamayo_core.tokens import HistoryDeltaTokenizer
 from alpamayo_core.vlm import Phase1Result, SamplingConfig, generate_reasoning
 
@@ -80,6 +81,9 @@ class Planner:
                       flow: FlowConfig | None = None) -> Planner:
         """A planner sharing this one's weights with other sampling/flow settings."""
         return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert)
+
+    def _ms_since(self, start: float) -> float:
+        return (device_clock(self.device) - start) * 1e3
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -136,20 +140,20 @@ class Planner:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         prompt = self.preprocess(inputs)
-        timings["preprocess"] = _ms_since(start)
+        timings["preprocess"] = self._ms_since(start)
         generator = torch.Generator(self.device)
         generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
         phase1 = generate_reasoning(self._model.vlm, prompt, self.loaded.token_ids,
                                     self.sampling, tokenizer=self.loaded.tokenizer,
                                     generator=generator, logits_processor=logits_processor)
         timings["prefill"], timings["decode"] = phase1.prefill_s * 1e3, phase1.decode_s * 1e3
-        mark = time.perf_counter()
+        mark = device_clock(self.device)
         actions = self._flow(phase1, generator, noise)  # (B, T, 2) normalised
-        timings["flow"] = _ms_since(mark)
+        timings["flow"] = self._ms_since(mark)
         mark = time.perf_counter()
         plan = self._assemble(inputs, phase1, actions)
-        timings["trajectory"] = _ms_since(mark)
-        timings["total"] = _ms_since(start)
+        timings["trajectory"] = self._ms_since(mark)
+        timings["total"] = self._ms_since(start)
         return dataclasses.replace(plan, timings_ms=timings)
 
     def _flow(self, phase1: Phase1Result, generator: torch.Generator,
@@ -192,10 +196,6 @@ class Planner:
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.double().cpu().numpy()
-
-
-def _ms_since(start: float) -> float:
-    return (time.perf_counter() - start) * 1e3
 
 
 def _to_device(prompt: PromptInputs, device: torch.device, dtype: torch.dtype) -> PromptInputs:

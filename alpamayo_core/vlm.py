@@ -15,7 +15,6 @@ P = cached tokens, V = vocabulary, KV = key/value heads, D = head dim, T = actio
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +31,7 @@ from transformers import (
 
 from alpamayo_core.config import ModelConfig
 from alpamayo_core.prompt import PromptInputs
+from alpamayo_core.timing import device_clock
 from alpamayo_core.tokens import TokenIds, extract_texts
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def _forward(vlm, input_ids: Tensor, positions: Tensor, cache: DynamicCache,
     if prompt is not None:
         vision = dict(pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw)
     past = cache.get_seq_length()
-    cache_position = torch.arange(past, past + input_ids.shape[1])
+    cache_position = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)
     out = vlm(input_ids=input_ids, position_ids=positions, past_key_values=cache,
               use_cache=True, cache_position=cache_position, logits_to_keep=1, **vision)
     return out.logits[:, -1, :].to(torch.float32)
@@ -228,9 +228,9 @@ def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: 
     A row is done one token after its `<|traj_future_start|>` or at `<|im_end|>`; done rows get
     pad (and pad is still fed, as HF generate does). The last token is never fed to the model.
     """
-    rows = seqs.shape[0]
-    done = torch.zeros(rows, dtype=torch.bool)
-    seen_stop = torch.zeros(rows, dtype=torch.bool)
+    rows, device = seqs.shape[0], seqs.device
+    done = torch.zeros(rows, dtype=torch.bool, device=device)
+    seen_stop = torch.zeros(rows, dtype=torch.bool, device=device)
     max_new = seqs.shape[1] - prompt_len
     for step in range(max_new):
         at = prompt_len + step
@@ -241,7 +241,7 @@ def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: 
         seen_stop |= nxt == token_ids.traj_future_start
         if bool(done.all()) or step == max_new - 1:
             return step + 1
-        pos = torch.full((3, rows, 1), first_position + step, dtype=torch.int64)
+        pos = torch.full((3, rows, 1), first_position + step, dtype=torch.int64, device=device)
         logits = _forward(vlm, nxt[:, None], pos, cache)
     return max_new
 
@@ -266,7 +266,7 @@ def _locate_future_start(seqs: Tensor, prompt_len: int, stop_id: int, pad_id: in
                         torch.full_like(found, seqs.shape[1] - 1, dtype=torch.int64))
     if not bool(found.all()):
         _warn_no_future_start(int((~found).sum()), found.numel())
-    after = torch.arange(seqs.shape[1])[None, :] > index[:, None]
+    after = torch.arange(seqs.shape[1], device=seqs.device)[None, :] > index[:, None]
     seqs = seqs.masked_fill(after & found[:, None], pad_id)
     return seqs, index, found
 
@@ -297,21 +297,21 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
     `tokenizer` (optional) decodes the texts; `generator` makes sampling reproducible;
     `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers.
     """
-    rows, prompt_len = sampling.num_rows, prompt.length
-    t0 = time.perf_counter()
+    rows, prompt_len, device = sampling.num_rows, prompt.length, prompt.input_ids.device
+    t0 = device_clock(device)
     positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
     cache = DynamicCache()
     logits = _forward(vlm, prompt.input_ids, positions, cache, prompt)  # (1, V)
     if rows > 1:
         cache.batch_repeat_interleave(rows)
         logits = logits.expand(rows, -1)
-    t1 = time.perf_counter()
-    seqs = torch.full((rows, prompt_len + sampling.max_new_tokens), token_ids.pad)
+    t1 = device_clock(device)
+    seqs = torch.full((rows, prompt_len + sampling.max_new_tokens), token_ids.pad, device=device)
     seqs[:, :prompt_len] = prompt.input_ids
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator)
     first_position = int(positions.max()) + 1
     n_new = _decode(vlm, cache, logits, seqs, prompt_len, first_position, sample, token_ids)
-    t2 = time.perf_counter()
+    t2 = device_clock(device)
     seqs, index, found = _locate_future_start(seqs[:, :prompt_len + n_new], prompt_len,
                                               token_ids.traj_future_start, token_ids.pad)
     keys, values = _kv(cache)
@@ -333,9 +333,9 @@ def prefill_with_reasoning(vlm, prompt: PromptInputs, reasoning_ids: Tensor,
     if reasoning.numel() == 0 or reasoning[-1].item() != token_ids.traj_future_start:
         raise ValueError("reasoning_ids: must end with <|traj_future_start|> "
                          f"({token_ids.traj_future_start})")
-    prompt_len = prompt.length
-    t0 = time.perf_counter()
-    full = torch.cat([prompt.input_ids[0], reasoning])[None]  # (1, L)
+    prompt_len, device = prompt.length, prompt.input_ids.device
+    t0 = device_clock(device)
+    full = torch.cat([prompt.input_ids[0], reasoning.to(device)])[None]  # (1, L)
     positions = _prompt_positions(vlm, full, prompt.image_grid_thw)  # (3, 1, L)
     cache = DynamicCache()
     _forward(vlm, full, positions, cache, prompt)
@@ -346,8 +346,8 @@ def prefill_with_reasoning(vlm, prompt: PromptInputs, reasoning_ids: Tensor,
     last = full.shape[1] - 1
     return Phase1Result(
         sequences=seqs, keys=keys, values=values,
-        future_start_index=torch.full((num_rows,), last),
+        future_start_index=torch.full((num_rows,), last, device=device),
         future_start_position=positions[:, 0, last].max().expand(num_rows).clone(),
-        found_future_start=torch.ones(num_rows, dtype=torch.bool),
+        found_future_start=torch.ones(num_rows, dtype=torch.bool, device=device),
         texts=_texts(tokenizer, prompt.input_ids, seqs, prompt_len), prompt_length=prompt_len,
-        num_generated=reasoning.numel(), prefill_s=time.perf_counter() - t0, decode_s=0.0)
+        num_generated=reasoning.numel(), prefill_s=device_clock(device) - t0, decode_s=0.0)

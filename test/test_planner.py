@@ -107,3 +107,20 @@ def test_bfloat16_load_plans_on_the_static_backend_and_ort_says_why_not(tiny_mod
     assert np.isfinite(plan.xyz_m).all() and plan.backend == "torch_static"
     with pytest.raises(BackendUnavailable, match="bfloat16"):
         Planner(bf16.loaded, sampling, backend="onnxruntime")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("backend", ["torch", "torch_static", "torch_cuda_graph"])
+def test_full_plan_on_cuda_in_bf16(tiny_model_dir, backend):
+    """The vehicle path: bf16 weights on the GPU, every tensor of phase 1 and 2 on the device."""
+    planner = Planner.from_pretrained(tiny_model_dir, device="cuda", backend=backend,
+                                      sampling=SamplingConfig(max_new_tokens=4,
+                                                              num_traj_samples=2))
+    assert planner.loaded.model.vlm.dtype == torch.bfloat16
+    plan = planner.plan(straight_inputs(), seed=0)
+    again = planner.plan(straight_inputs(), seed=0)
+    assert plan.xyz_m.shape == (2, 64, 3) and np.isfinite(plan.xyz_m).all()
+    np.testing.assert_allclose(plan.xyz_m, again.xyz_m, atol=1e-3)
+    v0 = plan.speed_mps[:, 0] - plan.accel_mps2[:, 0] * 0.1
+    np.testing.assert_allclose(v0, SPEED_MPS, atol=0.1)
