@@ -1,5 +1,6 @@
-"""Full-size expert step on one GPU: eager vs CUDA graph (and ORT CUDA with --ort), against the
-bandwidth floor (performance_anchors.md §3). Prepared for a GPU task; not run on the CPU box.
+"""Full-size expert step on one GPU: eager, static buffers, CUDA graph (and ORT CUDA with
+--ort), against the bandwidth floor (performance_anchors.md §3). Prepared for a GPU task; not
+run on the CPU box.
 
     python bench/gpu_expert_fullsize.py --out /tmp/gpu_expert.json [--samples 1 6] [--ort]
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     weight_bytes = sum(p.numel() * p.element_size() for p in step.parameters())
     print(f"{name}: expert built in {time.perf_counter() - start:.1f} s, "
           f"{weight_bytes / 1e9:.2f} GB of bf16 weights", flush=True)
-    names = ["torch", "torch_cuda_graph"] + (["onnxruntime"] if args.ort else [])
+    names = ["torch", "torch_static", "torch_cuda_graph"] + (["onnxruntime"] if args.ort else [])
     bandwidth = bandwidth_for(name, args.bandwidth_gbs)
     report = {"device": name, "torch": torch.__version__, "prefix_tokens": PREFIX_TOKENS,
               "weight_bytes": weight_bytes, "bandwidth_Bps": bandwidth, "samples": {}}
