@@ -81,11 +81,6 @@ class ExpertPrefix:
                              f"got {tuple(self.attn_bias.shape)}")
 
 
-def kv_from_cache(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per-layer (keys, values) of an HF `DynamicCache`, by reference (nothing is copied)."""
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
 def prefix_bias(prefix_len: int, n_action: int, valid_len: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Additive float32 bias (B, 1, 1, P + T): cache slots [0, valid_len) that are not padding

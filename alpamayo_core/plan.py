@@ -80,8 +80,3 @@ class Plan:
     @property
     def num_samples(self) -> int:
         return int(self.xyz_m.shape[0])
-
-    @property
-    def selected_xyz_m(self) -> np.ndarray:
-        """(T, 3) positions of the selected sample."""
-        return self.xyz_m[self.selected]

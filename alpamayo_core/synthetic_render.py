@@ -78,12 +78,6 @@ class CameraModel:
         return 0.5 * self.width / np.tan(np.radians(self.hfov_deg) / 2.0)
 
     @property
-    def intrinsics(self) -> np.ndarray:
-        """(3, 3) pinhole matrix K."""
-        f = self.focal_px
-        return np.array([[f, 0.0, self.width / 2.0], [0.0, f, self.height / 2.0], [0, 0, 1.0]])
-
-    @property
     def horizon_row(self) -> float:
         """Image row of the horizon (rows below it see the ground)."""
         return self.height / 2.0 - self.focal_px * np.tan(np.radians(self.pitch_deg))

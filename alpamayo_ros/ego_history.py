@@ -70,11 +70,6 @@ class EgoHistoryConfig:
         if self.max_samples < self.num_poses:
             raise ValueError(f"max_samples must be >= num_poses, got {self.max_samples}")
 
-    @property
-    def history_s(self) -> float:
-        """Time span of the history, (N-1) * dt_s."""
-        return (self.num_poses - 1) * self.dt_s
-
 
 class HistoryFailure(enum.Enum):
     """Why no history could be made."""
@@ -123,11 +118,6 @@ class EgoHistory:
     def t0_xyz_m(self) -> np.ndarray:
         """(3,) ego position at t0 in the odometry frame."""
         return self.odom_from_ego_t0.translation_m
-
-    @property
-    def t0_quat_xyzw(self) -> np.ndarray:
-        """(4,) ego orientation at t0 in the odometry frame."""
-        return self.odom_from_ego_t0.quat_xyzw
 
 
 class EgoHistoryBuffer:

@@ -269,8 +269,3 @@ def validate_changes(node: Node, changes: list[Parameter]) -> tuple[bool, str]:
 
 def parameter_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(NodeParams))
-
-
-def live_parameter_names() -> tuple[str, ...]:
-    """Parameters that take effect while the node runs (not read-only)."""
-    return tuple(f.name for f in dataclasses.fields(NodeParams) if not f.metadata["read_only"])
