@@ -55,28 +55,33 @@ def node_params_file(out_path: Path, **overrides: object) -> Path:
 
 
 class ChildProcess:
-    """`python <args>` in its own process group; output lines logged and waitable."""
+    """`python <args>` in its own process group; output lines collected (and logged to
+    `log_path` if given), waitable by pattern; with `stdin=True`, `send` writes command lines."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = log_path.stem
+    def __init__(self, args: Sequence[str], env: dict[str, str], log_path: Path | None = None,
+                 *, name: str | None = None, stdin: bool = False) -> None:
+        self.name = name or (log_path.stem if log_path else args[-1])
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed by the reader)
+        # closed by the reader thread when the child's output ends
+        self._log = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, *args], env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
-            start_new_session=True)
+            stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            text=True, bufsize=1, start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
-            self._log.write(line)
-            self._log.flush()
+            if self._log:
+                self._log.write(line)
+                self._log.flush()
             self.lines.append(line.rstrip("\n"))
             self._queue.put(self.lines[-1])
         self._queue.put(None)
-        self._log.close()
+        if self._log:
+            self._log.close()
 
     def wait_for(self, pattern: str, timeout_s: float) -> re.Match:
         """Block until an output line matches `pattern`; RuntimeError with the log tail if the
@@ -94,17 +99,24 @@ class ChildProcess:
                 return match
         raise RuntimeError(f"{self.name}: no {pattern!r} within {timeout_s} s:\n{self.tail()}")
 
-    def tail(self, n: int = 20) -> str:
+    def send(self, line: str) -> None:
+        """One command line to the child's stdin (needs `stdin=True`)."""
+        if self.proc.stdin is None:
+            raise RuntimeError(f"{self.name}: started without stdin=True")
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def tail(self, n: int = 40) -> str:
         return "\n".join(self.lines[-n:])
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout_s: float = 15.0) -> int:
-        """SIGINT the group, then SIGKILL it after `timeout_s`; returns the exit code."""
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> int:
+        """`sig` to the group, then SIGKILL it after `timeout_s`; returns the exit code."""
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGINT)
+                os.killpg(self.proc.pid, sig)
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:

@@ -12,9 +12,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import queue
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from alpamayo_ros.processes import node_params_file
+from alpamayo_ros.processes import ChildProcess, node_params_file
 from alpamayo_ros.processes import ros_env as _ros_env
 
 __all__ = ["Collector", "NodeStack", "RosProcess", "next_domain_id", "node_params_file",
@@ -53,76 +50,11 @@ def ros_env(domain_id: int, log_dir: Path | str, **extra: str) -> dict[str, str]
                     **{"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **extra})
 
 
-class RosProcess:
-    """A child process whose stdout+stderr lines are collected and can be waited on."""
+class RosProcess(ChildProcess):
+    """A child process with stdin for commands; output collected in memory (no log file)."""
 
     def __init__(self, args: Sequence[str], env: dict[str, str], name: str) -> None:
-        self.name = name
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self.proc = subprocess.Popen(
-            [sys.executable, *args], env=env, cwd=str(ROOT), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            start_new_session=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            self.lines.append(line)
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for(self, pattern: str, timeout_s: float) -> re.Match:
-        """Block until an output line matches `pattern` (regex); raise with the log on timeout."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{self.name}: no line matching {pattern!r} within "
-                                   f"{timeout_s} s\n{self.tail()}")
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise RuntimeError(f"{self.name} exited (rc={self.proc.wait()}) before "
-                                   f"{pattern!r}\n{self.tail()}")
-            match = regex.search(line)
-            if match:
-                return match
-
-    def send(self, line: str) -> None:
-        """Write one command line to the child's stdin."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.lines[-n:])
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 10.0) -> int:
-        """Send `sig` to the process group, wait, then SIGKILL the group; returns the exit code."""
-        if self.alive():
-            _signal_group(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5.0)
-        self._reader.join(timeout=2.0)
-        return self.proc.returncode
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
+        super().__init__(args, env, name=name, stdin=True)
 
 
 def tiny_checkpoint(base_dir: Path) -> Path:
