@@ -27,8 +27,8 @@ setup(
             "alpamayo-synth = alpamayo_ros.cli.synth:main",
             "alpamayo-replay = alpamayo_ros.cli.replay:main",
             "alpamayo-eval = alpamayo_ros.cli.evaluate:main",
-            "alpamayo-record = alpamayo_ros.record:main",
-            "alpamayo-demo = alpamayo_ros.demo:main",
+            "alpamayo-record = alpamayo_ros.tools.record:main",
+            "alpamayo-demo = alpamayo_ros.tools.demo:main",
         ],
     },
 )

@@ -12,8 +12,8 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from alpamayo_ros.node import AlpamayoNode
-from alpamayo_ros.shutdown import until_shutdown
+from alpamayo_ros.node.alpamayo_node import AlpamayoNode
+from alpamayo_ros.node.shutdown import until_shutdown
 
 
 def _autostart(node: AlpamayoNode) -> bool:

@@ -34,7 +34,7 @@ HEAD_DIM = 32
 
 def size_config(size: str):
     """ModelConfig of a §4.2 benchmark size (the tiny preset's VLM reshaped to match)."""
-    from alpamayo_core.config import preset, with_vocab_size
+    from alpamayo_core.model.config import preset, with_vocab_size
 
     s, cfg = SIZES[size], with_vocab_size(preset("tiny"), 32)
     text = dataclasses.replace(cfg.text, num_hidden_layers=s["layers"],
@@ -60,8 +60,8 @@ def run_worker(args: argparse.Namespace) -> dict:
 
     from alpamayo_core.backends import create_backend
     from alpamayo_core.backends.synthetic import random_prefix, random_step
-    from alpamayo_core.config import FlowConfig
-    from alpamayo_core.flow_matching import make_noise
+    from alpamayo_core.model.config import FlowConfig
+    from alpamayo_core.model.flow_matching import make_noise
 
     torch.set_num_threads(1)
     step = random_step(size_config(args.size), seed=0)

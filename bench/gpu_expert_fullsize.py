@@ -52,7 +52,7 @@ def time_steps(backend, x: torch.Tensor, t: torch.Tensor, warmup: int, iters: in
 
 
 def time_plans(backend, noise: torch.Tensor, plans: int) -> list[float]:
-    from alpamayo_core.config import FlowConfig
+    from alpamayo_core.model.config import FlowConfig
 
     flow, times = FlowConfig(num_steps=10), []
     for _ in range(plans):
@@ -71,7 +71,7 @@ def summary(ms: list[float]) -> dict[str, float]:
 def bench_samples(step, samples: int, names: list[str], args) -> dict:
     from alpamayo_core.backends import BackendUnavailable, create_backend
     from alpamayo_core.backends.synthetic import random_prefix
-    from alpamayo_core.flow_matching import make_noise
+    from alpamayo_core.model.flow_matching import make_noise
 
     prefix = random_prefix(step, samples, PREFIX_TOKENS, seed=samples)
     gen = torch.Generator().manual_seed(0)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from alpamayo_core.backends.synthetic import random_step
-    from alpamayo_core.config import preset
+    from alpamayo_core.model.config import preset
 
     name = torch.cuda.get_device_name()
     torch.backends.cuda.matmul.allow_tf32 = True

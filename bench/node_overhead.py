@@ -25,14 +25,14 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 
 from alpamayo_core.cli.make_tiny import make_tiny
-from alpamayo_core.planner import Planner
-from alpamayo_core.synthetic import SceneConfig, SyntheticDrive
-from alpamayo_ros import messages
-from alpamayo_ros.camera_buffer import CameraBuffer, CameraBufferConfig
-from alpamayo_ros.ego_history import EgoHistoryBuffer
-from alpamayo_ros.image_conversion import array_to_image, rgb8_to_compressed
-from alpamayo_ros.node_status import history_path
-from alpamayo_ros.plan_assembly import assemble
+from alpamayo_core.inference.planner import Planner
+from alpamayo_core.sim.drive import SceneConfig, SyntheticDrive
+from alpamayo_ros.node import messages
+from alpamayo_ros.node.camera_buffer import CameraBuffer, CameraBufferConfig
+from alpamayo_ros.node.ego_history import EgoHistoryBuffer
+from alpamayo_ros.node.image_conversion import array_to_image, rgb8_to_compressed
+from alpamayo_ros.node.node_status import history_path
+from alpamayo_ros.node.plan_assembly import assemble
 
 CAMERA_DT_NS, ODOM_DT_NS = 100_000_000, 20_000_000
 START_NS = 1_700_000_000 * 10**9

@@ -25,8 +25,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alpamayo_ros.demo import NODE_SETTINGS, ensure_model, make_drive
-from alpamayo_ros.processes import ChildProcess, node_params_file, ros_env
+from alpamayo_ros.tools.demo import NODE_SETTINGS, ensure_model, make_drive
+from alpamayo_ros.tools.processes import ChildProcess, node_params_file, ros_env
 
 STATUS = {0: "OK", 1: "DEGRADED", 2: "INVALID"}
 

@@ -5,4 +5,4 @@ set -euo pipefail
 # shellcheck source=scripts/env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 export ROS_LOG_DIR="${ROS_LOG_DIR:-$ROOT/demo_out/ros_log}"
-python -m alpamayo_ros.demo --out "$ROOT/demo_out" "$@"
+python -m alpamayo_ros.tools.demo --out "$ROOT/demo_out" "$@"

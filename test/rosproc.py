@@ -19,8 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from alpamayo_ros.processes import ChildProcess, node_params_file
-from alpamayo_ros.processes import ros_env as _ros_env
+from alpamayo_ros.tools.processes import ChildProcess, node_params_file
+from alpamayo_ros.tools.processes import ros_env as _ros_env
 
 __all__ = ["Collector", "NodeStack", "RosProcess", "next_domain_id", "node_params_file",
            "ros_env", "stamp_ns", "tiny_checkpoint"]
@@ -44,7 +44,7 @@ def next_domain_id() -> int:
 
 
 def ros_env(domain_id: int, log_dir: Path | str, **extra: str) -> dict[str, str]:
-    """Environment for one ROS test process (`alpamayo_ros.processes.ros_env`: LOCALHOST
+    """Environment for one ROS test process (`alpamayo_ros.tools.processes.ros_env`: LOCALHOST
     discovery, own domain, the shipped Fast DDS profile), one torch thread unless set."""
     return _ros_env(domain_id, Path(log_dir),
                     **{"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **extra})

@@ -1,7 +1,7 @@
 """Synthetic sensor publisher for node tests (a separate process, like a real driver).
 
 Publishes N cameras (default the model's 4, synthetic road scenes from
-`alpamayo_core.synthetic`, raw rgb8 `Image` or JPEG `CompressedImage` per camera) at
+`alpamayo_core.sim.drive`, raw rgb8 `Image` or JPEG `CompressedImage` per camera) at
 --camera-rate Hz and `nav_msgs/Odometry` at --odom-rate Hz, both with stamp jitter, for a
 straight drive at constant speed along +x of `odom` (x = speed * (stamp - start), yaw 0).
 Stamps come from the wall clock, so the node's ages are real.
@@ -34,9 +34,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from alpamayo_core.synthetic import SceneConfig, SyntheticDrive
-from alpamayo_ros.image_conversion import array_to_image, rgb8_to_compressed
-from alpamayo_ros.params import DEFAULT_CAMERAS
+from alpamayo_core.sim.drive import SceneConfig, SyntheticDrive
+from alpamayo_ros.node.image_conversion import array_to_image, rgb8_to_compressed
+from alpamayo_ros.node.params import DEFAULT_CAMERAS
 
 FAULTS = ("stop_camera", "stop_odom", "jump_back", "duplicate", "nan_pose", "truncated_jpeg",
           "wrong_encoding", "wrong_size")

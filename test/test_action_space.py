@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from alpamayo_core.action_space import UnicycleActionSpace
-from alpamayo_core.config import RELEASED_ACTION_SPACE
-from alpamayo_core.geometry import rot_from_yaw, unwrap, yaw_from_rot
+from alpamayo_core.model.action_space import UnicycleActionSpace
+from alpamayo_core.model.config import RELEASED_ACTION_SPACE
+from alpamayo_core.model.geometry import rot_from_yaw, unwrap, yaw_from_rot
 
 DT = 0.1
 N_HIST = 16

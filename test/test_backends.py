@@ -17,9 +17,9 @@ from alpamayo_core.backends.base import bucket_capacity, pad_prefix
 from alpamayo_core.backends.cuda_graph import StaticPrefixStep
 from alpamayo_core.backends.onnx_export import cached_export, model_hash
 from alpamayo_core.backends.synthetic import random_prefix, random_step, smooth_config
-from alpamayo_core.config import FlowConfig, preset, with_vocab_size
-from alpamayo_core.denoise_step import input_names
-from alpamayo_core.flow_matching import make_noise
+from alpamayo_core.model.config import FlowConfig, preset, with_vocab_size
+from alpamayo_core.model.denoise_step import input_names
+from alpamayo_core.model.flow_matching import make_noise
 
 T = 64
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -62,7 +62,7 @@ def test_ort_single_step_matches_eager(step, onnx_path, batch, prefix_len, stati
 
 def test_ort_fused_euler_equals_the_generic_sampler(step, onnx_path):
     """The in-buffer Euler loop does exactly flow_matching.sample's float32 arithmetic."""
-    from alpamayo_core.flow_matching import sample
+    from alpamayo_core.model.flow_matching import sample
 
     prefix = random_prefix(step, 2, 50)
     noise, _ = inputs(2)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from alpamayo_core.synthetic import SceneConfig, SyntheticDrive
-from alpamayo_ros.bag_io import (
+from alpamayo_core.sim.drive import SceneConfig, SyntheticDrive
+from alpamayo_ros.tools.bag_io import (
     JPEG_FORMAT,
     ODOM_TOPIC,
     BagWriteOptions,

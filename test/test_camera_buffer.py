@@ -1,4 +1,4 @@
-"""Frame selection by timestamp in alpamayo_ros.camera_buffer, on messages built in memory."""
+"""Frame selection by timestamp in alpamayo_ros.node.camera_buffer, on messages built in memory."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 sensor_msgs Python package")
 
-from alpamayo_ros.camera_buffer import (
+from alpamayo_ros.node.camera_buffer import (
     DEFAULT_CAMERAS,
     CameraBuffer,
     CameraBufferConfig,
     FrameSelectionError,
     SelectionFailure,
 )
-from alpamayo_ros.image_conversion import array_to_image, rgb8_to_compressed, to_rgb8
-from alpamayo_ros.input_stats import AddResult
+from alpamayo_ros.node.image_conversion import array_to_image, rgb8_to_compressed, to_rgb8
+from alpamayo_ros.node.input_stats import AddResult
 
 T0_NS = 1_800_000_000_000_000_000
 MS = 1_000_000

@@ -10,7 +10,7 @@ import pytest
 from alpamayo_core.cli import plan as plan_cli
 from alpamayo_core.cli import prepare as prepare_cli
 from alpamayo_core.cli.make_tiny import make_tiny
-from alpamayo_core.model_io import load_model
+from alpamayo_core.io.model_io import load_model
 
 
 def test_plan_on_a_synthetic_scene_prints_and_writes_json(tiny_model_dir, tmp_path, capsys):
@@ -60,7 +60,7 @@ def test_plan_rejects_a_wrong_image_count(tiny_model_dir, tmp_path):
 
 def test_prepare_builds_an_offline_folder_from_weights_and_a_base_tokenizer(tmp_path):
     """The released layout (weights + config, no tokenizer) + a base tokenizer folder."""
-    from alpamayo_core.tiny_tokenizer import tiny_base_tokenizer
+    from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
 
     src = make_tiny(tmp_path / "src")
     weights = tmp_path / "weights"
@@ -79,7 +79,7 @@ def test_prepare_builds_an_offline_folder_from_weights_and_a_base_tokenizer(tmp_
 
 
 def test_prepare_reports_a_wrong_base_tokenizer(tmp_path, capsys):
-    from alpamayo_core.tiny_tokenizer import tiny_base_tokenizer
+    from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
 
     src = make_tiny(tmp_path / "src")
     base = tmp_path / "base"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from alpamayo_core.config import ExpertConfig, FlowConfig, ModelConfig, TextConfig, preset
-from alpamayo_core.config_io import load_config, parse_config, to_released_json
+from alpamayo_core.io.config_io import load_config, parse_config, to_released_json
+from alpamayo_core.model.config import ExpertConfig, FlowConfig, ModelConfig, TextConfig, preset
 
 #: The released config.json's keys as listed in the reference sheet §1.2 (VLM by name only).
 RELEASED = {

@@ -1,4 +1,4 @@
-"""Analytic tests of alpamayo_ros.ego_history (odometry -> history in the ego frame at t0)."""
+"""Analytic tests of alpamayo_ros.node.ego_history (odometry -> history in the ego frame at t0)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from alpamayo_ros.ego_history import (
+from alpamayo_ros.node.ego_history import (
     EgoHistoryBuffer,
     EgoHistoryConfig,
     EgoHistoryUnavailable,
     HistoryFailure,
 )
-from alpamayo_ros.input_stats import AddResult
+from alpamayo_ros.node.input_stats import AddResult
 
 T0_NS = 1_700_000_000_123_456_789
 SEC = 1_000_000_000

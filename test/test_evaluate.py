@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from rosproc import tiny_checkpoint
 
-from alpamayo_core.synthetic import SceneConfig, SyntheticDrive
-from alpamayo_ros.bag_io import BagWriteOptions, image_topic, iter_raw, topic_counts
-from alpamayo_ros.evaluate import camera_topics
-from alpamayo_ros.params import NodeParams
+from alpamayo_core.sim.drive import SceneConfig, SyntheticDrive
+from alpamayo_ros.node.params import NodeParams
+from alpamayo_ros.tools.bag_io import BagWriteOptions, image_topic, iter_raw, topic_counts
+from alpamayo_ros.tools.evaluate import camera_topics
 
 pytest.importorskip("alpamayo.msg", reason="build the interfaces: scripts/build_interfaces.sh")
 
@@ -22,8 +22,8 @@ SAMPLES = 2
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    from alpamayo_ros.bag_io import write_drive_bag
     from alpamayo_ros.cli.evaluate import main
+    from alpamayo_ros.tools.bag_io import write_drive_bag
 
     base = tmp_path_factory.mktemp("evaluate")
     drive = SyntheticDrive(SceneConfig(kind="curve_left", seconds=SECONDS, width=480,

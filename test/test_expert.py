@@ -7,11 +7,11 @@ import torch
 from transformers import DynamicCache
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextModel
 
-from alpamayo_core.action_proj import ActionInProj, make_action_out_proj
-from alpamayo_core.config import ModelConfig, preset, with_vocab_size
-from alpamayo_core.denoise_step import DenoiseStep, input_names, step_inputs
-from alpamayo_core.expert import MASKED, Expert, ExpertPrefix, build_prefix, prefix_bias
-from alpamayo_core.flow_matching import make_noise, sample
+from alpamayo_core.model.action_proj import ActionInProj, make_action_out_proj
+from alpamayo_core.model.config import ModelConfig, preset, with_vocab_size
+from alpamayo_core.model.denoise_step import DenoiseStep, input_names, step_inputs
+from alpamayo_core.model.expert import MASKED, Expert, ExpertPrefix, build_prefix, prefix_bias
+from alpamayo_core.model.flow_matching import make_noise, sample
 
 B, P, T = 2, 20, 64
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from alpamayo_core.config import FlowConfig
-from alpamayo_core.flow_matching import (
+from alpamayo_core.model.config import FlowConfig
+from alpamayo_core.model.flow_matching import (
     interpolate,
     make_noise,
     sample,

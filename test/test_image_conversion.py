@@ -1,4 +1,4 @@
-"""Round trips and failure modes of alpamayo_ros.image_conversion on messages built in memory."""
+"""Round trips and failure modes of node.image_conversion on messages built in memory."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 sensor_msgs Pytho
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
-from alpamayo_ros.image_conversion import (
+from alpamayo_ros.node.image_conversion import (
     ImageConversionError,
     array_to_image,
     compressed_to_rgb8,

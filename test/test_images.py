@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import Qwen2VLImageProcessor
 
-from alpamayo_core.config import ImageConfig, preset
-from alpamayo_core.images import ImageInputs, preprocess_images, resized_size
+from alpamayo_core.inputs.images import ImageInputs, preprocess_images, resized_size
+from alpamayo_core.model.config import ImageConfig, preset
 
 VISION = preset("tiny").vision
 CFG = ImageConfig()

@@ -1,4 +1,4 @@
-"""Plan -> ROS messages (alpamayo_ros.messages) and frame transforms (alpamayo_ros.transforms)."""
+"""Plan -> ROS messages (node.messages) and frame transforms (node.transforms)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from geometry_msgs.msg import Pose
 from rclpy.serialization import deserialize_message, serialize_message
 from visualization_msgs.msg import Marker
 
-from alpamayo_core.plan import Plan
-from alpamayo_ros import messages
-from alpamayo_ros.transforms import RigidTransform
+from alpamayo_core.inference.plan import Plan
+from alpamayo_ros.node import messages
+from alpamayo_ros.node.transforms import RigidTransform
 
 needs_interfaces = pytest.mark.skipif(
     importlib.util.find_spec("alpamayo") is None

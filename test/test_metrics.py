@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from alpamayo_ros.metrics import (
+from alpamayo_ros.tools.metrics import (
     HORIZONS_S,
     OdomTrack,
     constant_velocity,

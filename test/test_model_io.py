@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
-from alpamayo_core.checkpoint import INDEX_NAME, CheckpointError
 from alpamayo_core.cli.make_tiny import make_tiny
-from alpamayo_core.model_io import load_model
+from alpamayo_core.io.checkpoint import INDEX_NAME, CheckpointError
+from alpamayo_core.io.model_io import load_model
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alpamayo_core.config import preset
-from alpamayo_core.model import AlpamayoR1
-from alpamayo_core.tiny_tokenizer import released_layout_base_tokenizer
-from alpamayo_core.tokens import TokenIds, extend_tokenizer
+from alpamayo_core.inputs.tiny_tokenizer import released_layout_base_tokenizer
+from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
+from alpamayo_core.model.alpamayo import AlpamayoR1
+from alpamayo_core.model.config import preset
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import time
 import pytest
 from rosproc import NodeStack, next_domain_id, ros_env
 
-from alpamayo_ros.messages import STATUS_INVALID, STATUS_OK
+from alpamayo_ros.node.messages import STATUS_INVALID, STATUS_OK
 
 pytest.importorskip("alpamayo.msg", reason="build the interfaces: scripts/build_interfaces.sh")
 
@@ -164,7 +164,7 @@ def test_configure_fails_cleanly_on_a_corrupt_checkpoint(tmp_path, monkeypatch):
     import rclpy
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    from alpamayo_ros.node import AlpamayoNode
+    from alpamayo_ros.node.alpamayo_node import AlpamayoNode
 
     bad = tmp_path / "bad_model"
     bad.mkdir()

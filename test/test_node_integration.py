@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from rosproc import NodeStack, stamp_ns
 
-from alpamayo_ros.messages import STATUS_OK
-from alpamayo_ros.params import DEFAULT_CAMERAS
+from alpamayo_ros.node.messages import STATUS_OK
+from alpamayo_ros.node.params import DEFAULT_CAMERAS
 
 pytest.importorskip("alpamayo.msg", reason="build the interfaces: scripts/build_interfaces.sh")
 

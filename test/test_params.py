@@ -12,8 +12,8 @@ import pytest
 import yaml
 from rosproc import next_domain_id
 
-from alpamayo_ros import params as P
-from alpamayo_ros.params import NodeParams
+from alpamayo_ros.node import params as P
+from alpamayo_ros.node.params import NodeParams
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "config" / "alpamayo.yaml"

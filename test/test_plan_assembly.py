@@ -9,11 +9,11 @@ pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 message packages"
 
 from nav_msgs.msg import Odometry
 
-from alpamayo_ros.camera_buffer import CameraBuffer, CameraBufferConfig
-from alpamayo_ros.ego_history import EgoHistoryBuffer
-from alpamayo_ros.image_conversion import array_to_image
-from alpamayo_ros.messages import STATUS_DEGRADED, STATUS_OK, time_msg
-from alpamayo_ros.plan_assembly import InputsUnavailable, assemble
+from alpamayo_ros.node.camera_buffer import CameraBuffer, CameraBufferConfig
+from alpamayo_ros.node.ego_history import EgoHistoryBuffer
+from alpamayo_ros.node.image_conversion import array_to_image
+from alpamayo_ros.node.messages import STATUS_DEGRADED, STATUS_OK, time_msg
+from alpamayo_ros.node.plan_assembly import InputsUnavailable, assemble
 
 T0_NS = 1_800_000_000_000_000_000
 CAMERAS = ("a", "b")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from alpamayo_core.config import FlowConfig
-from alpamayo_core.plan import PlanInputs
-from alpamayo_core.planner import Planner
-from alpamayo_core.selection import select_medoid
-from alpamayo_core.vlm import SamplingConfig
+from alpamayo_core.inference.plan import PlanInputs
+from alpamayo_core.inference.planner import Planner
+from alpamayo_core.inference.selection import select_medoid
+from alpamayo_core.model.config import FlowConfig
+from alpamayo_core.model.vlm import SamplingConfig
 
 SPEED_MPS = 8.0
 

@@ -4,11 +4,16 @@ import pytest
 import torch
 from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor
 
-from alpamayo_core.config import ImageConfig, TokenConfig, preset
-from alpamayo_core.images import ImageInputs, preprocess_images
-from alpamayo_core.prompt import QWEN3_VL_CHAT_TEMPLATE, build_prompt, chat_messages, fuse_history
-from alpamayo_core.tiny_tokenizer import tiny_base_tokenizer
-from alpamayo_core.tokens import TokenIds, extend_tokenizer
+from alpamayo_core.inputs.images import ImageInputs, preprocess_images
+from alpamayo_core.inputs.prompt import (
+    QWEN3_VL_CHAT_TEMPLATE,
+    build_prompt,
+    chat_messages,
+    fuse_history,
+)
+from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
+from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
+from alpamayo_core.model.config import ImageConfig, TokenConfig, preset
 
 VISION = preset("tiny").vision
 

@@ -13,9 +13,9 @@ from rosbags.highlevel import AnyReader
 from rosproc import Collector, RosProcess, node_params_file, ros_env, stamp_ns, tiny_checkpoint
 from rosproc_replay import replay_domain_id
 
-from alpamayo_core.synthetic import SceneConfig, SyntheticDrive
-from alpamayo_ros.bag_io import BagWriteOptions, image_topic, iter_raw, make_typestore
-from alpamayo_ros.replay import (
+from alpamayo_core.sim.drive import SceneConfig, SyntheticDrive
+from alpamayo_ros.tools.bag_io import BagWriteOptions, image_topic, iter_raw, make_typestore
+from alpamayo_ros.tools.replay import (
     ReplayOptions,
     loop_period_ns,
     parse_remap,
@@ -30,7 +30,7 @@ REFERENCE = "camera_front_wide_120fov"
 
 @pytest.fixture(scope="module")
 def drive_bag(tmp_path_factory):
-    from alpamayo_ros.bag_io import write_drive_bag
+    from alpamayo_ros.tools.bag_io import write_drive_bag
 
     drive = SyntheticDrive(SceneConfig(seconds=SECONDS, width=320, height=180, seed=5))
     path = tmp_path_factory.mktemp("replay") / "drive"
@@ -188,7 +188,7 @@ def test_recorder_stores_what_the_replay_publishes(drive_bag, collector, tmp_pat
     _, _, counts = _bag_counts(bag)
     env = ros_env(collector.domain_id, tmp_path / "roslog_record")
     out = tmp_path / "recorded"
-    recorder = RosProcess(["-m", "alpamayo_ros.record", "--out", str(out),
+    recorder = RosProcess(["-m", "alpamayo_ros.tools.record", "--out", str(out),
                            "/odom:=nav_msgs/msg/Odometry"], env, "record")
     replay = None
     try:

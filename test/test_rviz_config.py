@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alpamayo_ros.params import ros_default
+from alpamayo_ros.node.params import ros_default
 
 ROOT = Path(__file__).resolve().parents[1]
 RVIZ = ROOT / "config" / "alpamayo.rviz"
@@ -36,7 +36,7 @@ def _topics_by_class(rviz) -> dict[str, list[str]]:
 def _node_outputs() -> dict[str, str]:
     """Output name -> message type of the node (fully qualified with the default node name)."""
     pytest.importorskip("alpamayo.msg", reason="build the interfaces: scripts/build_interfaces.sh")
-    from alpamayo_ros import node
+    from alpamayo_ros.node import alpamayo_node as node
 
     return {f"/{NODE_NAME}/{name}": f"{t.__module__.split('.')[0]}/{t.__name__}"
             for name, t in node._OUTPUTS.items()}
@@ -73,7 +73,7 @@ def test_every_topic_is_a_node_input_or_output(rviz):
 def test_marker_namespaces_match_the_message_builder(rviz):
     import inspect
 
-    from alpamayo_ros.messages import plan_to_markers
+    from alpamayo_ros.node.messages import plan_to_markers
 
     ns = inspect.signature(plan_to_markers).parameters["ns"].default
     markers = next(d for d in _displays(rviz) if d["Class"].endswith("/MarkerArray"))

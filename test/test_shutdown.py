@@ -8,7 +8,7 @@ import pytest
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
-from alpamayo_ros.shutdown import until_shutdown
+from alpamayo_ros.node.shutdown import until_shutdown
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alpamayo_core.config import preset, with_vocab_size
-from alpamayo_core.images import preprocess_images
-from alpamayo_core.tiny_tokenizer import tiny_base_tokenizer
-from alpamayo_core.tokens import TokenIds, extend_tokenizer
-from alpamayo_core.vlm import build_vlm
+from alpamayo_core.inputs.images import preprocess_images
+from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
+from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
+from alpamayo_core.model.config import preset, with_vocab_size
+from alpamayo_core.model.vlm import build_vlm
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ import time
 import numpy as np
 import pytest
 
-from alpamayo_core.synthetic import EgoPoses, SceneConfig, SyntheticDrive
-from alpamayo_core.synthetic_render import (
+from alpamayo_core.sim.drive import EgoPoses, SceneConfig, SyntheticDrive
+from alpamayo_core.sim.render import (
     CameraModel,
     clip_polygon_near,
     default_rig,
     project_ego_points,
 )
-from alpamayo_core.synthetic_road import SpeedRamp
+from alpamayo_core.sim.road import SpeedRamp
 
 SMALL = {"width": 320, "height": 180}
 FRONT = "camera_front_wide_120fov"

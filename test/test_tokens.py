@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from alpamayo_core.config import HistoryTokenizerConfig, TokenConfig
-from alpamayo_core.tiny_tokenizer import released_layout_base_tokenizer, tiny_base_tokenizer
-from alpamayo_core.tokens import (
+from alpamayo_core.inputs.tiny_tokenizer import released_layout_base_tokenizer, tiny_base_tokenizer
+from alpamayo_core.inputs.tokens import (
     SPECIAL_TOKENS,
     HistoryDeltaTokenizer,
     TokenIds,
     extend_tokenizer,
     extract_texts,
 )
+from alpamayo_core.model.config import HistoryTokenizerConfig, TokenConfig
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ import pytest
 import torch
 from transformers import LogitsProcessor
 
-from alpamayo_core.config import ImageConfig, TokenConfig, preset, with_vocab_size
-from alpamayo_core.images import preprocess_images
-from alpamayo_core.prompt import build_prompt
-from alpamayo_core.tiny_tokenizer import released_layout_base_tokenizer, tiny_base_tokenizer
-from alpamayo_core.tokens import TokenIds, extend_tokenizer
-from alpamayo_core.vlm import (
+from alpamayo_core.inputs.images import preprocess_images
+from alpamayo_core.inputs.prompt import build_prompt
+from alpamayo_core.inputs.tiny_tokenizer import released_layout_base_tokenizer, tiny_base_tokenizer
+from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
+from alpamayo_core.model.config import ImageConfig, TokenConfig, preset, with_vocab_size
+from alpamayo_core.model.vlm import (
     SamplingConfig,
     build_vlm,
     generate_reasoning,

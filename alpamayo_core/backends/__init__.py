@@ -23,7 +23,7 @@ import logging
 import torch
 
 from alpamayo_core.backends.base import BackendUnavailable, ExpertBackend
-from alpamayo_core.denoise_step import DenoiseStep
+from alpamayo_core.model.denoise_step import DenoiseStep
 
 logger = logging.getLogger(__name__)
 

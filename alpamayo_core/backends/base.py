@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from alpamayo_core.config import FlowConfig
-from alpamayo_core.denoise_step import DenoiseStep
-from alpamayo_core.expert import MASKED, ExpertPrefix
-from alpamayo_core.flow_matching import sample as flow_sample
+from alpamayo_core.model.config import FlowConfig
+from alpamayo_core.model.denoise_step import DenoiseStep
+from alpamayo_core.model.expert import MASKED, ExpertPrefix
+from alpamayo_core.model.flow_matching import sample as flow_sample
 
 
 def same_device(a: torch.device, b: torch.device) -> bool:

@@ -34,8 +34,8 @@ from alpamayo_core.backends.base import (
     padded_bias,
     static_key,
 )
-from alpamayo_core.denoise_step import DenoiseStep
-from alpamayo_core.expert import ExpertPrefix, project_qkv
+from alpamayo_core.model.denoise_step import DenoiseStep
+from alpamayo_core.model.expert import ExpertPrefix, project_qkv
 
 logger = logging.getLogger(__name__)
 

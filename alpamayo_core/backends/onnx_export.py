@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from alpamayo_core.denoise_step import OUTPUT_NAMES, DenoiseStep, input_names
+from alpamayo_core.model.denoise_step import OUTPUT_NAMES, DenoiseStep, input_names
 
 logger = logging.getLogger(__name__)
 

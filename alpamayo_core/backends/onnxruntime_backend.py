@@ -31,10 +31,10 @@ from alpamayo_core.backends.base import (
     pad_prefix,
 )
 from alpamayo_core.backends.onnx_export import N_ACTION, cached_export
-from alpamayo_core.config import FlowConfig
-from alpamayo_core.denoise_step import OUTPUT_NAMES, DenoiseStep, input_names, step_inputs
-from alpamayo_core.expert import ExpertPrefix
-from alpamayo_core.flow_matching import time_grid
+from alpamayo_core.model.config import FlowConfig
+from alpamayo_core.model.denoise_step import OUTPUT_NAMES, DenoiseStep, input_names, step_inputs
+from alpamayo_core.model.expert import ExpertPrefix
+from alpamayo_core.model.flow_matching import time_grid
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import dataclasses
 
 import torch
 
-from alpamayo_core.action_proj import ActionInProj, make_action_out_proj
-from alpamayo_core.config import ModelConfig
-from alpamayo_core.denoise_step import DenoiseStep
-from alpamayo_core.expert import Expert, ExpertPrefix
+from alpamayo_core.model.action_proj import ActionInProj, make_action_out_proj
+from alpamayo_core.model.config import ModelConfig
+from alpamayo_core.model.denoise_step import DenoiseStep
+from alpamayo_core.model.expert import Expert, ExpertPrefix
 
 
 def smooth_config(cfg: ModelConfig, max_freq: float = 2.0) -> ModelConfig:

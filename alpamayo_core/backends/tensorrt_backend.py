@@ -34,8 +34,8 @@ from alpamayo_core.backends.onnx_export import (
     default_cache_dir,
     model_hash,
 )
-from alpamayo_core.denoise_step import OUTPUT_NAMES, DenoiseStep, input_names, step_inputs
-from alpamayo_core.expert import ExpertPrefix
+from alpamayo_core.model.denoise_step import OUTPUT_NAMES, DenoiseStep, input_names, step_inputs
+from alpamayo_core.model.expert import ExpertPrefix
 
 logger = logging.getLogger(__name__)
 

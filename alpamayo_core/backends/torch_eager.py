@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from alpamayo_core.backends.base import ExpertBackend
-from alpamayo_core.denoise_step import flat_kv
-from alpamayo_core.expert import ExpertPrefix
+from alpamayo_core.model.denoise_step import flat_kv
+from alpamayo_core.model.expert import ExpertPrefix
 
 
 class TorchEagerBackend(ExpertBackend):

@@ -17,8 +17,8 @@ import torch
 
 from alpamayo_core.backends.base import ExpertBackend, get_or_build, static_key
 from alpamayo_core.backends.cuda_graph import StaticPrefixStep
-from alpamayo_core.denoise_step import DenoiseStep
-from alpamayo_core.expert import ExpertPrefix
+from alpamayo_core.model.denoise_step import DenoiseStep
+from alpamayo_core.model.expert import ExpertPrefix
 
 #: Static buffers kept alive per (B, C); each holds 2 x layers x (B, KV, C + T, D) values.
 MAX_BUFFERS = 4

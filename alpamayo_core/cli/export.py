@@ -25,13 +25,13 @@ from tqdm import tqdm
 from alpamayo_core.backends import BackendUnavailable, available_backends, create_backend
 from alpamayo_core.backends.onnx_export import EXPORTERS, FILE_NAME, OPSET, export_step, model_hash
 from alpamayo_core.backends.synthetic import random_prefix
-from alpamayo_core.config import FlowConfig
-from alpamayo_core.denoise_step import OUTPUT_NAMES, input_names
-from alpamayo_core.flow_matching import make_noise
+from alpamayo_core.model.config import FlowConfig
+from alpamayo_core.model.denoise_step import OUTPUT_NAMES, input_names
+from alpamayo_core.model.flow_matching import make_noise
 
 
 def _load(model_dir: str, device: str, dtype: str | None):
-    from alpamayo_core.model_io import load_model
+    from alpamayo_core.io.model_io import load_model
 
     loaded = load_model(model_dir, device=device, dtype=dtype)
     return loaded, loaded.model.denoise_step().eval()

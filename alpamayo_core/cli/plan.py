@@ -22,10 +22,10 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
-from alpamayo_core.config import FlowConfig
-from alpamayo_core.plan import Plan, PlanInputs
-from alpamayo_core.planner import Planner
-from alpamayo_core.vlm import SamplingConfig
+from alpamayo_core.inference.plan import Plan, PlanInputs
+from alpamayo_core.inference.planner import Planner
+from alpamayo_core.model.config import FlowConfig
+from alpamayo_core.model.vlm import SamplingConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,7 +99,7 @@ def read_images(paths: list[str], cameras: int, frames: int) -> np.ndarray:
 
 def synthetic_inputs(scene: str, planner: Planner, t_s: float = 3.0) -> PlanInputs:
     """Inputs rendered from a synthetic drive at scene time `t_s`."""
-    from alpamayo_core.synthetic import SceneConfig, SyntheticDrive
+    from alpamayo_core.sim.drive import SceneConfig, SyntheticDrive
 
     drive = SyntheticDrive(SceneConfig(kind=scene, seconds=t_s + 1.0))
     t0_ns = int(drive.to_ns(t_s))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from alpamayo_ros.evaluate import EvalOptions, evaluate_bag
-from alpamayo_ros.metrics import format_summary
-from alpamayo_ros.params import NodeParams
+from alpamayo_ros.node.params import NodeParams
+from alpamayo_ros.tools.evaluate import EvalOptions, evaluate_bag
+from alpamayo_ros.tools.metrics import format_summary
 
 
 def build_parser() -> argparse.ArgumentParser:

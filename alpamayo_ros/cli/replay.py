@@ -16,8 +16,8 @@ import sys
 import rclpy
 from tqdm import tqdm
 
-from alpamayo_ros.replay import RELIABILITY_CHOICES, BagPlayer, ReplayOptions, parse_remap
-from alpamayo_ros.shutdown import until_shutdown
+from alpamayo_ros.node.shutdown import until_shutdown
+from alpamayo_ros.tools.replay import RELIABILITY_CHOICES, BagPlayer, ReplayOptions, parse_remap
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,8 +13,8 @@ import time
 
 from tqdm import tqdm
 
-from alpamayo_core.synthetic import SCENE_KINDS, SceneConfig, SyntheticDrive
-from alpamayo_ros.bag_io import STORAGES, BagWriteOptions, write_drive_bag
+from alpamayo_core.sim.drive import SCENE_KINDS, SceneConfig, SyntheticDrive
+from alpamayo_ros.tools.bag_io import STORAGES, BagWriteOptions, write_drive_bag
 
 
 def build_parser() -> argparse.ArgumentParser:

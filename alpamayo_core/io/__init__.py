@@ -1,0 +1,1 @@
+"""Model folders on disk: released config.json parsing, sharded safetensors, loading and saving."""

@@ -1,0 +1,1 @@
+"""Synthetic drives (no ROS): roads and speed profiles, rendered cameras, noisy odometry."""

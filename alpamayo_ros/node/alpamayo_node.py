@@ -1,0 +1,336 @@
+"""The alpamayo lifecycle node: plumbing between ROS topics and `alpamayo_core.Planner`.
+
+Lifecycle: configure validates the parameters, loads and warms up the planner and creates the
+buffers, publishers and subscriptions (callbacks only append raw messages to bounded buffers);
+activate starts the planning timer; deactivate stops it; cleanup releases the model. The
+`autostart` parameter runs configure + activate at start-up.
+
+Planning runs on one worker thread, never on the executor: a timer tick hands the work over, and
+a tick that finds the previous plan still running is skipped and counted (never queued). Each
+plan is for t0 = newest reference-camera stamp, stamped t0 in `odom_frame`; its status is OK,
+DEGRADED or INVALID as defined in `plan_assembly`. INVALID plans carry no trajectories, and only
+`~/plan` (with the reason) is published for them.
+
+Topics (node-relative): ~/plan (alpamayo/DrivingPlan), ~/trajectory (nav_msgs/Path, selected
+sample), ~/history (nav_msgs/Path, the ego history the model was given), ~/reasoning
+(std_msgs/String), ~/markers (MarkerArray), /diagnostics (DiagnosticArray).
+
+Fault drills: when the environment variable ALPAMAYO_FAULT_FILE names a file that exists, the
+planning call raises instead of running the model (tests use it for the "model raises" case).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
+
+from alpamayo.msg import DrivingPlan
+from alpamayo_core.inference.plan import Plan, PlanInputs
+from alpamayo_ros.node import messages
+from alpamayo_ros.node import params as node_params
+from alpamayo_ros.node.camera_buffer import CameraBuffer
+from alpamayo_ros.node.ego_history import EgoHistoryBuffer
+from alpamayo_ros.node.node_status import NodeStatus, diagnostics_statuses, history_path
+from alpamayo_ros.node.params import NodeParams
+from alpamayo_ros.node.pipeline import load_planner, make_buffers, with_node_settings
+from alpamayo_ros.node.plan_assembly import (
+    AssembledInputs,
+    InputsUnavailable,
+    assemble,
+    input_ages_s,
+)
+
+FAULT_FILE_ENV = "ALPAMAYO_FAULT_FILE"
+_SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+_SAMPLING_PARAMS = ("temperature", "top_p", "max_generation_tokens", "num_traj_samples",
+                    "num_flow_steps")
+_OUTPUTS = {"plan": DrivingPlan, "trajectory": Path, "history": Path, "reasoning": String,
+            "markers": MarkerArray}
+
+
+class AlpamayoNode(LifecycleNode):
+    """Managed node running the Alpamayo planner on camera images and odometry."""
+
+    def __init__(self, node_name: str = "alpamayo", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        node_params.declare_parameters(self)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._params: NodeParams | None = None
+        self._planner = None
+        self._cameras: CameraBuffer | None = None
+        self._odometry: EgoHistoryBuffer | None = None
+        self._camera_subs: dict[str, object] = {}
+        self._camera_reliability: dict[str, ReliabilityPolicy] = {}
+        self._entities: list[tuple[str, object]] = []  # (kind, entity) destroyed in cleanup
+        self._pubs: dict[str, object] = {}
+        self._plan_timer = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alpamayo_plan")
+        self._future: concurrent.futures.Future | None = None
+        self.status = NodeStatus()
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _validate_parameters(self, changes) -> SetParametersResult:
+        ok, reason = node_params.validate_changes(self, changes)
+        return SetParametersResult(successful=ok, reason=reason)
+
+    def _apply_parameters(self, changes) -> None:
+        """Live parameters take effect now (read-only ones cannot change at all)."""
+        if self._params is None:
+            return
+        self._params = NodeParams.from_node(self)
+        names = {p.name for p in changes}
+        if names & set(_SAMPLING_PARAMS):
+            self._planner = with_node_settings(self._planner, self._params)
+        if self._plan_timer is not None and "plan_rate_hz" in names:
+            self._start_plan_timer()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            params = NodeParams.from_node(self)
+        except ValueError as err:
+            self.get_logger().error(f"configure failed: {err}")
+            return _FAILURE
+        try:
+            self._planner = self._load_planner(params)
+            self._check_planner(params)
+        except Exception as err:
+            self.get_logger().error(f"configure failed: cannot load the model from "
+                                    f"{params.model_dir!r}: {type(err).__name__}: {err}")
+            self._planner = None
+            return _FAILURE
+        self._params = params
+        self._create_buffers(params)
+        self._create_io(params)
+        self.get_logger().info(
+            f"configured: model {self._planner.model_id} backend {self._planner.backend_name} "
+            f"device {params.device}")
+        return _SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._start_plan_timer()
+        self.status.active = True
+        self.get_logger().info(f"active: planning at {self._params.plan_rate_hz} Hz")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_plan_timer()
+        self.status.active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return _SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return _SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error("error during a transition; releasing everything")
+        self._release()
+        return _SUCCESS
+
+    def destroy_node(self) -> None:
+        self._release()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        super().destroy_node()
+
+    # -- configure helpers --------------------------------------------------------------------
+    def _load_planner(self, params: NodeParams):
+        start = time.perf_counter()
+        planner = load_planner(params)
+        self.get_logger().info(f"model loaded in {time.perf_counter() - start:.1f} s")
+        if params.warmup_on_configure:
+            start = time.perf_counter()
+            cfg = planner.cfg
+            planner.plan(_blank_inputs(len(params.camera_names), cfg.images.frame_offsets_s,
+                                       cfg.history_tokenizer.num_steps), seed=0)
+            self.get_logger().info(f"warm-up plan took {time.perf_counter() - start:.1f} s")
+        return planner
+
+    def _check_planner(self, params: NodeParams) -> None:
+        want = len(self._planner.cfg.images.cameras)
+        if len(params.camera_names) != want:
+            raise ValueError(f"the model takes {want} cameras, camera_names has "
+                             f"{len(params.camera_names)}")
+
+    def _create_buffers(self, params: NodeParams) -> None:
+        self._cameras, self._odometry = make_buffers(params, self._planner.cfg)
+
+    def _create_io(self, params: NodeParams) -> None:
+        for name, msg_type in _OUTPUTS.items():
+            self._pubs[name] = self.create_lifecycle_publisher(msg_type, f"~/{name}", 10)
+        self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._entities.append(("publisher", self._pubs["diagnostics"]))
+        odom_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self._entities.append(("subscription", self.create_subscription(
+            Odometry, params.odom_topic, self._on_odometry, odom_qos)))
+        for index, name in enumerate(params.camera_names):
+            self._subscribe_camera(index, name, self._wanted_reliability(index))
+        self._entities.append(("timer", self.create_timer(
+            1.0 / params.diagnostics_rate_hz, self._publish_diagnostics)))
+        if params.camera_qos == "auto":
+            self._entities.append(("timer", self.create_timer(1.0, self._recheck_camera_qos)))
+
+    # -- subscriptions (cheap: append to buffers, never decode or block) -----------------------
+    def _on_odometry(self, msg: Odometry) -> None:
+        self._odometry.add_odometry(msg)
+
+    def _subscribe_camera(self, index: int, name: str, reliability: ReliabilityPolicy) -> None:
+        params = self._params
+        old = self._camera_subs.pop(name, None)
+        if old is not None:
+            self.destroy_subscription(old)
+        compressed = params.transport_of(index) == "compressed"
+        self._camera_subs[name] = self.create_subscription(
+            CompressedImage if compressed else Image, params.subscribed_topic(index),
+            lambda msg, camera=name: self._cameras.add(camera, msg),
+            QoSProfile(depth=5, reliability=reliability))
+        self._camera_reliability[name] = reliability
+
+    def _wanted_reliability(self, index: int) -> ReliabilityPolicy:
+        """best_effort / reliable as set; auto = RELIABLE only if every publisher is."""
+        choice = self._params.camera_qos
+        if choice != "auto":
+            return ReliabilityPolicy[choice.upper()]
+        infos = self.get_publishers_info_by_topic(self._params.subscribed_topic(index))
+        if infos and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos):
+            return ReliabilityPolicy.RELIABLE
+        return ReliabilityPolicy.BEST_EFFORT
+
+    def _recheck_camera_qos(self) -> None:
+        """camera_qos auto: re-subscribe a camera whose publishers' reliability changed."""
+        for index, name in enumerate(self._params.camera_names):
+            wanted = self._wanted_reliability(index)
+            if wanted != self._camera_reliability.get(name):
+                self.get_logger().info(f"camera {name}: subscribing {wanted.name} to match its "
+                                       f"publishers")
+                self._subscribe_camera(index, name, wanted)
+
+    # -- planning -----------------------------------------------------------------------------
+    def _start_plan_timer(self) -> None:
+        self._stop_plan_timer()
+        self._plan_timer = self.create_timer(1.0 / self._params.plan_rate_hz, self._on_plan_tick)
+
+    def _stop_plan_timer(self) -> None:
+        if self._plan_timer is not None:
+            self.destroy_timer(self._plan_timer)
+            self._plan_timer = None
+
+    def _on_plan_tick(self) -> None:
+        if self._future is not None and not self._future.done():
+            self.status.skipped_ticks += 1
+            return
+        self._future = self._pool.submit(self._plan_once)
+
+    def _plan_once(self) -> None:
+        """One planning attempt (worker thread); every failure becomes an INVALID plan."""
+        params, now_ns = self._params, self.get_clock().now().nanoseconds
+        start = time.perf_counter()
+        try:
+            assembled = assemble(
+                self._cameras, self._odometry, now_ns=now_ns,
+                tolerance_s=params.sync_tolerance_s, max_image_age_s=params.max_image_age_s,
+                odom_frame=params.odom_frame)
+        except InputsUnavailable as err:
+            self._publish_invalid(err.t0_ns or now_ns, err.reason, now_ns)
+            return
+        try:
+            plan = self._run_planner(assembled.inputs)
+        except Exception as err:
+            self._publish_invalid(assembled.inputs.t0_ns, f"model: {type(err).__name__}: {err}",
+                                  now_ns)
+            return
+        total_ms = (time.perf_counter() - start) * 1e3
+        self._publish_plan(assembled, plan, total_ms)
+
+    def _run_planner(self, inputs: PlanInputs) -> Plan:
+        fault_file = os.environ.get(FAULT_FILE_ENV)
+        if fault_file and os.path.exists(fault_file):
+            raise RuntimeError(f"fault injected ({FAULT_FILE_ENV}={fault_file} exists)")
+        seed = None if self._params.seed < 0 else self._params.seed
+        plan = self._planner.plan(inputs, seed=seed)
+        if not all(np.all(np.isfinite(a)) for a in (plan.xyz_m, plan.yaw_rad, plan.speed_mps)):
+            raise ValueError("non-finite values in the planned trajectories")
+        return plan
+
+    def _publish_plan(self, assembled: AssembledInputs, plan: Plan, total_ms: float) -> None:
+        params, history = self._params, assembled.history
+        timings = {**assembled.timings_ms, **plan.timings_ms, "node_total": total_ms}
+        plan = dataclasses.replace(plan, t0_ns=assembled.inputs.t0_ns, timings_ms=timings)
+        odom_from_ego, frame = history.odom_from_ego_t0, params.odom_frame
+        self._pubs["plan"].publish(messages.plan_to_driving_plan(
+            plan, odom_from_ego, frame_id=frame, ego_frame_id=history.child_frame_id,
+            status=(assembled.level, assembled.reason), input_ages_s=assembled.input_ages_s))
+        self._pubs["trajectory"].publish(messages.plan_to_path(plan, odom_from_ego,
+                                                               frame_id=frame))
+        self._pubs["history"].publish(history_path(history, frame))
+        self._pubs["reasoning"].publish(messages.reasoning_string(plan))
+        if params.publish_markers:
+            self._pubs["markers"].publish(messages.plan_to_markers(plan, odom_from_ego,
+                                                                   frame_id=frame))
+        self.status.record(assembled.level, assembled.reason, total_ms, plan.t0_ns)
+        if assembled.reason:
+            self._log_reason_change(assembled.reason)
+
+    def _publish_invalid(self, t0_ns: int, reason: str, now_ns: int) -> None:
+        self._pubs["plan"].publish(messages.invalid_driving_plan(
+            t0_ns, reason, frame_id=self._params.odom_frame,
+            input_ages_s=input_ages_s(self._cameras, self._odometry, now_ns),
+            model_id=self._planner.model_id, backend=self._planner.backend_name))
+        self.status.record(messages.STATUS_INVALID, reason, None, t0_ns)
+        self._log_reason_change(reason)
+
+    def _log_reason_change(self, reason: str) -> None:
+        if self.status.reason_changed:
+            self.get_logger().warning(f"plan status: {reason}")
+
+    # -- diagnostics --------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        statuses = diagnostics_statuses(
+            self.status, self._params, self._cameras, self._odometry, now_ns,
+            model_id=self._planner.model_id, backend=self._planner.backend_name,
+            camera_reliability={k: v.name for k, v in self._camera_reliability.items()})
+        self._pubs["diagnostics"].publish(messages.diagnostic_array(now_ns, statuses))
+
+    # -- teardown -----------------------------------------------------------------------------
+    def _release(self) -> None:
+        """Stop planning, destroy what configure created, drop the model (idempotent)."""
+        self._stop_plan_timer()
+        if self._future is not None:
+            concurrent.futures.wait([self._future], timeout=30.0)
+            self._future = None
+        for sub in self._camera_subs.values():
+            self.destroy_subscription(sub)
+        self._camera_subs.clear()
+        for kind, entity in self._entities:
+            getattr(self, f"destroy_{kind}")(entity)
+        self._entities.clear()
+        for name in _OUTPUTS:
+            if name in self._pubs:
+                self.destroy_lifecycle_publisher(self._pubs[name])
+        self._pubs.clear()
+        self._planner = self._cameras = self._odometry = self._params = None
+        self.status = NodeStatus()
+
+
+def _blank_inputs(num_cameras: int, offsets_s: tuple[float, ...], num_poses: int) -> PlanInputs:
+    """Grey 1080p frames at standstill: a realistic-size warm-up request."""
+    images = np.full((num_cameras, len(offsets_s), 1080, 1920, 3), 128, dtype=np.uint8)
+    return PlanInputs(images_rgb=images, history_xyz_m=np.zeros((num_poses, 3)),
+                      history_rot=np.tile(np.eye(3), (num_poses, 1, 1)))

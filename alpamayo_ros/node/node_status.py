@@ -1,0 +1,135 @@
+"""The node's running health record and what it publishes about it (/diagnostics, ~/history).
+
+`NodeStatus` is updated by the planning thread (each plan's level, reason, latency) and the
+executor (skipped ticks) under a lock. `diagnostics_statuses` turns it, the input buffers'
+receive statistics (rate by header stamp and by arrival, drops, clock resets, age) and the model
+identity into `DiagnosticStatus` entries. `history_path` shows the ego history the model was
+given, in the odometry frame.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path
+from scipy.spatial.transform import Rotation
+
+from alpamayo_ros.node import messages
+from alpamayo_ros.node.camera_buffer import CameraBuffer
+from alpamayo_ros.node.ego_history import EgoHistory, EgoHistoryBuffer
+from alpamayo_ros.node.params import NodeParams
+from alpamayo_ros.node.plan_assembly import ODOMETRY
+
+_LEVEL_NAMES = {messages.STATUS_OK: "ok", messages.STATUS_DEGRADED: "degraded",
+                messages.STATUS_INVALID: "invalid"}
+_DIAG_OF_PLAN = {messages.STATUS_OK: messages.DIAG_OK,
+                 messages.STATUS_DEGRADED: messages.DIAG_WARN,
+                 messages.STATUS_INVALID: messages.DIAG_ERROR}
+
+
+class NodeStatus:
+    """Counters and the last plan outcome (thread-safe)."""
+
+    def __init__(self, latency_window: int = 50) -> None:
+        self._lock = threading.Lock()
+        self.active = False
+        self.skipped_ticks = 0
+        self.counts = dict.fromkeys(_LEVEL_NAMES, 0)
+        self.last_level: int | None = None
+        self.last_reason = ""
+        self.last_t0_ns: int | None = None
+        self.reason_changed = False
+        self._latencies_ms: deque[float] = deque(maxlen=latency_window)
+
+    def record(self, level: int, reason: str, latency_ms: float | None, t0_ns: int) -> None:
+        """One finished planning attempt (latency None when no plan was made)."""
+        with self._lock:
+            self.counts[level] += 1
+            self.reason_changed = (level, reason) != (self.last_level, self.last_reason)
+            self.last_level, self.last_reason, self.last_t0_ns = level, reason, t0_ns
+            if latency_ms is not None:
+                self._latencies_ms.append(latency_ms)
+
+    def values(self) -> dict[str, object]:
+        """Key/values for diagnostics."""
+        with self._lock:
+            lat = np.array(self._latencies_ms) if self._latencies_ms else np.zeros(1)
+            out: dict[str, object] = {f"plans_{name}": self.counts[level]
+                                      for level, name in _LEVEL_NAMES.items()}
+            out.update({
+                "skipped_ticks": self.skipped_ticks,
+                "latency_ms_last": float(lat[-1]),
+                "latency_ms_mean": float(lat.mean()),
+                "latency_ms_max": float(lat.max()),
+            })
+            return out
+
+
+def _planner_status(status: NodeStatus, params: NodeParams, now_ns: int, model_id: str,
+                    backend: str):
+    values = {"state": "active" if status.active else "inactive", "model_id": model_id,
+              "backend": backend, "device": params.device, "plan_rate_hz": params.plan_rate_hz,
+              **status.values()}
+    if status.last_t0_ns is not None:
+        values["last_t0_age_s"] = (now_ns - status.last_t0_ns) * 1e-9
+    if not status.active:
+        level, message = messages.DIAG_OK, "inactive"
+    elif status.last_level is None:
+        level, message = messages.DIAG_WARN, "no plan yet"
+    else:
+        level = _DIAG_OF_PLAN[status.last_level]
+        message = _LEVEL_NAMES[status.last_level] + (
+            f": {status.last_reason}" if status.last_reason else "")
+    return messages.diagnostic_status("alpamayo: planner", level, message, values,
+                                      hardware_id=model_id)
+
+
+def diagnostics_statuses(
+    status: NodeStatus,
+    params: NodeParams,
+    cameras: CameraBuffer,
+    odometry: EgoHistoryBuffer,
+    now_ns: int,
+    *,
+    model_id: str,
+    backend: str,
+    camera_reliability: dict[str, str],
+) -> list:
+    """Planner status, one status per camera, one for odometry."""
+    out = [_planner_status(status, params, now_ns, model_id, backend)]
+    newest = cameras.newest_stamps_ns()
+    for index, (name, snapshot) in enumerate(cameras.stats().items()):
+        values = {"topic": params.subscribed_topic(index),
+                  "reliability": camera_reliability.get(name, ""), **snapshot.as_dict()}
+        age_s = None if newest[name] is None else (now_ns - newest[name]) * 1e-9
+        out.append(messages.input_diagnostic(
+            name, values, age_s, warn_age_s=params.max_image_age_s / 2.0,
+            error_age_s=params.max_image_age_s))
+    odom_newest = odometry.newest_stamp_ns()
+    out.append(messages.input_diagnostic(
+        ODOMETRY, {"topic": params.odom_topic, **odometry.stats().as_dict()},
+        None if odom_newest is None else (now_ns - odom_newest) * 1e-9,
+        warn_age_s=params.history_max_age_s / 2.0, error_age_s=params.history_max_age_s))
+    return out
+
+
+def history_path(history: EgoHistory, frame_id: str) -> Path:
+    """`nav_msgs/Path` of the N history poses in `frame_id`, each stamped with its time."""
+    odom_from_ego = history.odom_from_ego_t0
+    xyz = odom_from_ego.apply(history.xyz_m)  # (N, 3)
+    quats = odom_from_ego.apply_rotations(Rotation.from_matrix(history.rot)).as_quat()  # (N, 4)
+    path = Path()
+    path.header.stamp = messages.time_msg(history.t0_ns)
+    path.header.frame_id = frame_id
+    for stamp_ns, p, q in zip(history.stamps_ns, xyz, quats, strict=True):
+        pose = PoseStamped()
+        pose.header.stamp = messages.time_msg(int(stamp_ns))
+        pose.header.frame_id = frame_id
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = map(float, p)
+        o = pose.pose.orientation
+        o.x, o.y, o.z, o.w = map(float, q)
+        path.poses.append(pose)
+    return path
