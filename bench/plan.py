@@ -28,7 +28,7 @@ from transformers import LogitsProcessor
 from alpamayo_core.cli.make_tiny import make_tiny
 from alpamayo_core.inference.plan import PlanInputs
 from alpamayo_core.inference.planner import Planner
-from alpamayo_core.model.vlm import SamplingConfig
+from alpamayo_core.inference.reasoning import SamplingConfig
 
 #: Reference implementation on the same model sizes and inputs (min ms, anchors §0b).
 REFERENCE_MS = {"preprocess": 230.0, "prefill+decode": 536.0, "flow": 98.0, "total": 644.0}

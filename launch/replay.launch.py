@@ -9,7 +9,7 @@ For real ROS 2 installs (needs rosbag2's `ros2 bag play`, rviz2 and launch_ros).
       first; raise the delay for a large checkpoint),
     - rviz2 with config/alpamayo.rviz, also on sim time.
 Without a ROS install, use `alpamayo-replay BAG --clock` and `python -m alpamayo_ros` instead
-(see alpamayo_ros/demo.py, which does just that).
+(see alpamayo_ros/tools/demo.py, which does just that).
 """
 
 import os

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from alpamayo_core.inputs.tiny_tokenizer import released_layout_base_tokenizer
-from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
 from alpamayo_core.model.alpamayo import AlpamayoR1
 from alpamayo_core.model.config import preset
+from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 
 @pytest.fixture(scope="module")

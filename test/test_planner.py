@@ -10,9 +10,9 @@ import torch
 
 from alpamayo_core.inference.plan import PlanInputs
 from alpamayo_core.inference.planner import Planner
+from alpamayo_core.inference.reasoning import SamplingConfig
 from alpamayo_core.inference.selection import select_medoid
 from alpamayo_core.model.config import FlowConfig
-from alpamayo_core.model.vlm import SamplingConfig
 
 SPEED_MPS = 8.0
 

@@ -12,8 +12,8 @@ from alpamayo_core.inputs.prompt import (
     fuse_history,
 )
 from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
-from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
 from alpamayo_core.model.config import ImageConfig, TokenConfig, preset
+from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 VISION = preset("tiny").vision
 

@@ -7,9 +7,9 @@ import torch
 
 from alpamayo_core.inputs.images import preprocess_images
 from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
-from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
 from alpamayo_core.model.config import preset, with_vocab_size
 from alpamayo_core.model.vlm import build_vlm
+from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,9 @@ import pytest
 import torch
 
 from alpamayo_core.inputs.tiny_tokenizer import released_layout_base_tokenizer, tiny_base_tokenizer
-from alpamayo_core.inputs.tokens import (
-    SPECIAL_TOKENS,
-    HistoryDeltaTokenizer,
-    TokenIds,
-    extend_tokenizer,
-    extract_texts,
-)
+from alpamayo_core.inputs.tokens import HistoryDeltaTokenizer, extract_texts
 from alpamayo_core.model.config import HistoryTokenizerConfig, TokenConfig
+from alpamayo_core.model.vocabulary import SPECIAL_TOKENS, TokenIds, extend_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,18 @@ import pytest
 import torch
 from transformers import LogitsProcessor
 
-from alpamayo_core.inputs.images import preprocess_images
-from alpamayo_core.inputs.prompt import build_prompt
-from alpamayo_core.inputs.tiny_tokenizer import released_layout_base_tokenizer, tiny_base_tokenizer
-from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
-from alpamayo_core.model.config import ImageConfig, TokenConfig, preset, with_vocab_size
-from alpamayo_core.model.vlm import (
+from alpamayo_core.inference.reasoning import (
     SamplingConfig,
-    build_vlm,
     generate_reasoning,
     prefill_with_reasoning,
 )
+from alpamayo_core.inputs.images import preprocess_images
+from alpamayo_core.inputs.prompt import build_prompt
+from alpamayo_core.inputs.tiny_tokenizer import released_layout_base_tokenizer, tiny_base_tokenizer
+from alpamayo_core.model.config import ImageConfig, TokenConfig, preset, with_vocab_size
+from alpamayo_core.model.expert import build_prefix
+from alpamayo_core.model.vlm import build_vlm
+from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +153,12 @@ def test_teacher_forcing_matches_step_by_step_cache_and_positions(setup):
     assert pos[0, 0, end].item() == gen.future_start_position.item()
     assert gen.future_start_position.item() == prompt_pos.max().item() + 1 + 6 + 1
     assert tf.future_start_position.tolist() == [gen.future_start_position.item()] * 2
+    # The expert's action tokens follow it (the prefix the planner builds from this result).
+    prefix = build_prefix(list(zip(gen.keys, gen.values, strict=True)), range(len(gen.keys)),
+                          gen.future_start_position + 1, 64, kv_heads=gen.keys[0].shape[1],
+                          head_dim=gen.keys[0].shape[3], valid_len=gen.future_start_index + 1)
     expected = gen.future_start_position.item() + 1 + torch.arange(64)
-    assert torch.equal(gen.action_positions(64)[0], expected)
+    assert torch.equal(prefix.positions[0], expected)
     assert torch.equal(tf.sequences[0, :end + 1], full[0])
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
-from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
 from alpamayo_core.io.model_io import save_model_folder
 from alpamayo_core.model.alpamayo import AlpamayoR1
 from alpamayo_core.model.config import preset, with_vocab_size
+from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 
 def make_tiny(out_dir: str | Path, seed: int = 0, preset_name: str = "tiny") -> Path:

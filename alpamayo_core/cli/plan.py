@@ -24,8 +24,8 @@ from scipy.spatial.transform import Rotation
 
 from alpamayo_core.inference.plan import Plan, PlanInputs
 from alpamayo_core.inference.planner import Planner
+from alpamayo_core.inference.reasoning import SamplingConfig
 from alpamayo_core.model.config import FlowConfig
-from alpamayo_core.model.vlm import SamplingConfig
 
 
 def _parser() -> argparse.ArgumentParser:

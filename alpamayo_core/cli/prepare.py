@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from alpamayo_core.inputs.tokens import TokenIds
 from alpamayo_core.io import checkpoint
 from alpamayo_core.io.config_io import load_config, to_released_json
 from alpamayo_core.io.model_io import load_tokenizer
 from alpamayo_core.model.alpamayo import AlpamayoR1
 from alpamayo_core.model.config import ModelConfig
+from alpamayo_core.model.vocabulary import TokenIds
 
 
 def check_shards(cfg: ModelConfig, token_ids: TokenIds, weights: Path) -> int:

@@ -25,6 +25,7 @@ from transformers import LogitsProcessor
 
 from alpamayo_core.backends import ExpertBackend, create_backend
 from alpamayo_core.inference.plan import Plan, PlanInputs
+from alpamayo_core.inference.reasoning import Phase1Result, SamplingConfig, generate_reasoning
 from alpamayo_core.inference.selection import select_medoid
 from alpamayo_core.inference.timing import device_clock
 from alpamayo_core.inputs.images import preprocess_images
@@ -33,7 +34,6 @@ from alpamayo_core.inputs.tokens import HistoryDeltaTokenizer
 from alpamayo_core.io.model_io import LoadedModel, load_model
 from alpamayo_core.model import flow_matching
 from alpamayo_core.model.config import FlowConfig
-from alpamayo_core.model.vlm import Phase1Result, SamplingConfig, generate_reasoning
 
 LOG = logging.getLogger(__name__)
 

@@ -97,7 +97,7 @@ def preprocess_images(images_u8: Tensor | np.ndarray, cfg: ImageConfig,
     reference's image order. All images must share one size. HWC frames permuted to CHW without
     a copy (channels-last strides) resize about twice as fast as contiguous CHW.
     `fold_time` skips repeating each still image along time (half the data); only the
-    project's `StillImagePatchEmbed` (vlm.py) accepts such patches.
+    project's `StillImagePatchEmbed` (model.vlm) accepts such patches.
     """
     images = torch.as_tensor(images_u8)
     if images.dtype != torch.uint8 or images.ndim < 4 or images.shape[-3] != 3:

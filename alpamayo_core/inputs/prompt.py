@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from alpamayo_core.inputs.images import ImageInputs
-from alpamayo_core.inputs.tokens import TokenIds
+from alpamayo_core.model.vocabulary import TokenIds
 
 SYSTEM_TEXT = "You are a driving assistant that generates safe and accurate actions."
 INSTRUCTION_TEXT = ("output the chain-of-thought reasoning of the driving process, then output "

@@ -9,7 +9,7 @@
   released ids (155681 etc.), so tests can check them without the real tokenizer. It encodes
   text byte by byte; it is not the real Qwen tokenizer.
 
-Extend either with `alpamayo_core.inputs.tokens.extend_tokenizer`.
+Extend either with `alpamayo_core.model.vocabulary.extend_tokenizer`.
 """
 
 from __future__ import annotations

@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from alpamayo_core.inputs.tokens import TokenIds, extend_tokenizer
 from alpamayo_core.io import checkpoint
 from alpamayo_core.io.config_io import load_config, to_released_json
 from alpamayo_core.model.alpamayo import AlpamayoR1, reset_nonpersistent_buffers
 from alpamayo_core.model.config import RELEASED_VOCAB_SIZE, ModelConfig
+from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 LOG = logging.getLogger(__name__)
 

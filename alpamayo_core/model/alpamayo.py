@@ -18,17 +18,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alpamayo_core.inputs.tokens import TokenIds
 from alpamayo_core.model.action_proj import ActionInProj, make_action_out_proj
 from alpamayo_core.model.action_space import UnicycleActionSpace
 from alpamayo_core.model.config import ModelConfig
 from alpamayo_core.model.denoise_step import DenoiseStep
 from alpamayo_core.model.expert import Expert
 from alpamayo_core.model.vlm import build_vlm
+from alpamayo_core.model.vocabulary import TokenIds
 
 
 class AlpamayoR1(nn.Module):
-    """Composition only; inference lives in `planner.py`, loading in `model_io.py`."""
+    """Composition only; inference lives in `inference.planner`, loading in `io.model_io`."""
 
     def __init__(self, cfg: ModelConfig, token_ids: TokenIds):
         super().__init__()

@@ -4,7 +4,7 @@
 world (`odom`) frame: s = 0 is the ego's position at scene time 0, the origin, heading +x.
 `SpeedRamp` is a speed profile in scene time with closed-form speed, acceleration and distance.
 `road_geometry` turns a stretch of road into world polygons (surface, lines) and posts for
-`synthetic_render`. The road has three lanes; the ego drives on the centre one.
+`sim.render`. The road has three lanes; the ego drives on the centre one.
 
 Dimension glossary:
     N  samples along the road or in time

@@ -1,6 +1,6 @@
 """What the node's parameters mean for the core: buffers, planner settings, planner loading.
 
-One place for the node and the offline evaluation (`evaluate.py`), so that replaying a bag
+One place for the node and the offline evaluation (`tools.evaluate`), so that replaying a bag
 offline buffers, syncs and samples exactly as the live node does. No ROS node here.
 """
 
@@ -43,7 +43,7 @@ def with_node_settings(planner: Planner, params: NodeParams) -> Planner:
 
     temperature 0 means greedy decoding.
     """
-    from alpamayo_core.model.vlm import SamplingConfig
+    from alpamayo_core.inference.reasoning import SamplingConfig
 
     sampling = SamplingConfig(
         temperature=params.temperature if params.temperature > 0 else 1.0,

@@ -1,0 +1,263 @@
+"""Phase 1: chain-of-causation reasoning with a reusable KV cache.
+
+`generate_reasoning` samples the reasoning as the reference does (temperature, top-p, no top-k,
+all `<iN>` logits masked, stop one token after `<|traj_future_start|>`, EOS `<|im_end|>`
+honoured), but with its own prefill + decode loop instead of `generate`: the prompt (and its
+vision tower pass) is prefilled once at batch 1 and the cache is then repeated to the B rows,
+prefill and decode are timed separately, and the K/V the expert needs are returned directly.
+`prefill_with_reasoning` teacher-forces a fixed reasoning for deterministic tests.
+
+Glossary: B = rows (num_traj_sets x num_traj_samples), L0 = prompt tokens, L = sequence tokens,
+P = cached tokens, V = vocabulary, KV = key/value heads, D = head dim.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import (
+    DynamicCache,
+    LogitsProcessor,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from alpamayo_core.inference.timing import device_clock
+from alpamayo_core.inputs.prompt import PromptInputs
+from alpamayo_core.inputs.tokens import extract_texts
+from alpamayo_core.model.vocabulary import TokenIds
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Phase-1 decoding settings (reference defaults); rows = num_traj_sets x num_traj_samples."""
+
+    temperature: float = 0.6
+    top_p: float = 0.98
+    max_new_tokens: int = 256
+    num_traj_samples: int = 1
+    num_traj_sets: int = 1
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"sampling.temperature: must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"sampling.top_p: must be in (0, 1], got {self.top_p}")
+        for name in ("max_new_tokens", "num_traj_samples", "num_traj_sets"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sampling.{name}: must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def num_rows(self) -> int:
+        return self.num_traj_sets * self.num_traj_samples
+
+
+@dataclass(frozen=True)
+class Phase1Result:
+    """Reasoning sequences and the VLM cache that phase 2 attends to.
+
+    `sequences` may be one token longer than the cache (the extra token sampled after
+    `<|traj_future_start|>` is never cached); every token after a row's
+    `<|traj_future_start|>` is replaced by pad. A row that never produced it has
+    `future_start_index = L - 1` (and `found_future_start` False), so phase 2 sees all of it.
+    """
+
+    sequences: Tensor  # (B, L) int64
+    keys: tuple[Tensor, ...]  # per VLM layer (B, KV, P, D), RoPE'd and k-normed
+    values: tuple[Tensor, ...]  # per VLM layer (B, KV, P, D)
+    future_start_index: Tensor  # (B,) int64 index of <|traj_future_start|> in sequences
+    future_start_position: Tensor  # (B,) int64 mRoPE position of that token
+    found_future_start: Tensor  # (B,) bool
+    texts: tuple[dict[str, str], ...]  # per row: cot, meta_action, answer
+    prompt_length: int
+    num_generated: int
+    prefill_s: float
+    decode_s: float
+
+    @property
+    def cache_length(self) -> int:
+        return self.keys[0].shape[2]
+
+
+def _prompt_positions(vlm, prompt_ids: Tensor, image_grid_thw: Tensor) -> Tensor:
+    """(3, 1, L) mRoPE position ids of a prompt, from the model's own `get_rope_index`."""
+    positions, _ = vlm.model.get_rope_index(prompt_ids, image_grid_thw=image_grid_thw,
+                                            attention_mask=torch.ones_like(prompt_ids))
+    return positions
+
+
+def _forward(vlm, input_ids: Tensor, positions: Tensor, cache: DynamicCache,
+             prompt: PromptInputs | None = None) -> Tensor:
+    """One forward that appends to `cache`; returns the last position's logits (B, V) f32."""
+    vision = {}
+    if prompt is not None:
+        vision = dict(pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw)
+    past = cache.get_seq_length()
+    cache_position = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)
+    out = vlm(input_ids=input_ids, position_ids=positions, past_key_values=cache,
+              use_cache=True, cache_position=cache_position, logits_to_keep=1, **vision)
+    return out.logits[:, -1, :].to(torch.float32)
+
+
+class _TokenSampler:
+    """Reference next-token choice: mask `<iN>`, optional extra processor, temperature, top-p."""
+
+    def __init__(self, token_ids: TokenIds, sampling: SamplingConfig,
+                 extra_processor: LogitsProcessor | None, generator: torch.Generator | None):
+        self.band = (token_ids.traj_token_start, token_ids.traj_token_end)
+        self.greedy = sampling.greedy
+        self.extra = extra_processor
+        self.warpers = [TemperatureLogitsWarper(sampling.temperature),
+                        TopPLogitsWarper(sampling.top_p)]
+        self.generator = generator
+
+    def __call__(self, input_ids: Tensor, logits: Tensor) -> Tensor:
+        """(B, L) sequences so far and (B, V) f32 logits -> (B,) next token ids."""
+        scores = logits.clone()
+        scores[:, self.band[0]:self.band[1]] = -float("inf")
+        if self.extra is not None:
+            scores = self.extra(input_ids, scores)
+        if self.greedy:
+            return scores.argmax(dim=-1)
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        probs = torch.softmax(scores, dim=-1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+
+def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: int,
+            first_position: int, sample: _TokenSampler, token_ids: TokenIds) -> int:
+    """Sample into `seqs[:, prompt_len:]` until every row is done; returns tokens generated.
+
+    A row is done one token after its `<|traj_future_start|>` or at `<|im_end|>`; done rows get
+    pad (and pad is still fed, as HF generate does). The last token is never fed to the model.
+    """
+    rows, device = seqs.shape[0], seqs.device
+    done = torch.zeros(rows, dtype=torch.bool, device=device)
+    seen_stop = torch.zeros(rows, dtype=torch.bool, device=device)
+    max_new = seqs.shape[1] - prompt_len
+    for step in range(max_new):
+        at = prompt_len + step
+        nxt = sample(seqs[:, :at], logits)
+        nxt = torch.where(done, torch.full_like(nxt, token_ids.pad), nxt)  # (B,)
+        seqs[:, at] = nxt
+        done |= seen_stop | (nxt == token_ids.im_end)
+        seen_stop |= nxt == token_ids.traj_future_start
+        if bool(done.all()) or step == max_new - 1:
+            return step + 1
+        pos = torch.full((3, rows, 1), first_position + step, dtype=torch.int64, device=device)
+        logits = _forward(vlm, nxt[:, None], pos, cache)
+    return max_new
+
+
+def _warn_no_future_start(missing: int, rows: int) -> None:
+    """Warn the first time (then at DEBUG: a model that never stops would flood the log)."""
+    level = logging.DEBUG if _warn_no_future_start.seen else logging.WARNING
+    _warn_no_future_start.seen = True
+    logger.log(level, "%d of %d rows produced no <|traj_future_start|> within max_new_tokens; "
+               "phase 2 sees the whole sequence for them (logged once; see "
+               "Plan.num_generated_tokens)", missing, rows)
+
+
+_warn_no_future_start.seen = False
+
+
+def _locate_future_start(seqs: Tensor, prompt_len: int, stop_id: int, pad_id: int):
+    """First `<|traj_future_start|>` per row after the prompt; pads everything after it."""
+    hits = seqs[:, prompt_len:] == stop_id  # (B, L - L0)
+    found = hits.any(dim=1)
+    index = torch.where(found, hits.int().argmax(dim=1) + prompt_len,
+                        torch.full_like(found, seqs.shape[1] - 1, dtype=torch.int64))
+    if not bool(found.all()):
+        _warn_no_future_start(int((~found).sum()), found.numel())
+    after = torch.arange(seqs.shape[1], device=seqs.device)[None, :] > index[:, None]
+    seqs = seqs.masked_fill(after & found[:, None], pad_id)
+    return seqs, index, found
+
+
+def _texts(tokenizer, prompt_ids: Tensor, seqs: Tensor, prompt_len: int) -> tuple[dict, ...]:
+    """Decoded blocks per row. Only the assistant turn is decoded: the prompt's last token
+    (`<|cot_start|>`, which opens the reasoning block) plus the generated tokens; the other
+    blocks' start tags can only be generated, so the rest of the prompt cannot change them."""
+    if tokenizer is None:
+        return tuple({} for _ in range(seqs.shape[0]))
+    head = tokenizer.decode(prompt_ids[0, -1:].tolist(), skip_special_tokens=False)
+    return tuple(extract_texts(head + tokenizer.decode(row[prompt_len:].tolist(),
+                                                       skip_special_tokens=False))
+                 for row in seqs)
+
+
+def _kv(cache: DynamicCache) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    layers = cache.layers
+    return tuple(layer.keys for layer in layers), tuple(layer.values for layer in layers)
+
+
+@torch.no_grad()
+def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling: SamplingConfig,
+                       tokenizer=None, generator: torch.Generator | None = None,
+                       logits_processor: LogitsProcessor | None = None) -> Phase1Result:
+    """Phase 1: sample the reasoning for `sampling.num_rows` rows from one prompt.
+
+    `tokenizer` (optional) decodes the texts; `generator` makes sampling reproducible;
+    `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers.
+    """
+    rows, prompt_len, device = sampling.num_rows, prompt.length, prompt.input_ids.device
+    t0 = device_clock(device)
+    positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
+    cache = DynamicCache()
+    logits = _forward(vlm, prompt.input_ids, positions, cache, prompt)  # (1, V)
+    if rows > 1:
+        cache.batch_repeat_interleave(rows)
+        logits = logits.expand(rows, -1)
+    t1 = device_clock(device)
+    seqs = torch.full((rows, prompt_len + sampling.max_new_tokens), token_ids.pad, device=device)
+    seqs[:, :prompt_len] = prompt.input_ids
+    sample = _TokenSampler(token_ids, sampling, logits_processor, generator)
+    first_position = int(positions.max()) + 1
+    n_new = _decode(vlm, cache, logits, seqs, prompt_len, first_position, sample, token_ids)
+    t2 = device_clock(device)
+    seqs, index, found = _locate_future_start(seqs[:, :prompt_len + n_new], prompt_len,
+                                              token_ids.traj_future_start, token_ids.pad)
+    keys, values = _kv(cache)
+    return Phase1Result(
+        sequences=seqs, keys=keys, values=values, future_start_index=index,
+        future_start_position=index - prompt_len + first_position, found_future_start=found,
+        texts=_texts(tokenizer, prompt.input_ids, seqs, prompt_len), prompt_length=prompt_len,
+        num_generated=n_new, prefill_s=t1 - t0, decode_s=t2 - t1)
+
+
+@torch.no_grad()
+def prefill_with_reasoning(vlm, prompt: PromptInputs, reasoning_ids: Tensor,
+                           token_ids: TokenIds, tokenizer=None, num_rows: int = 1) -> Phase1Result:
+    """Teacher forcing: prompt + a fixed reasoning (R,) ending in `<|traj_future_start|>`.
+
+    One forward; the cache and logits equal step-by-step decoding of the same tokens.
+    """
+    reasoning = reasoning_ids.reshape(-1).to(torch.int64)
+    if reasoning.numel() == 0 or reasoning[-1].item() != token_ids.traj_future_start:
+        raise ValueError("reasoning_ids: must end with <|traj_future_start|> "
+                         f"({token_ids.traj_future_start})")
+    prompt_len, device = prompt.length, prompt.input_ids.device
+    t0 = device_clock(device)
+    full = torch.cat([prompt.input_ids[0], reasoning.to(device)])[None]  # (1, L)
+    positions = _prompt_positions(vlm, full, prompt.image_grid_thw)  # (3, 1, L)
+    cache = DynamicCache()
+    _forward(vlm, full, positions, cache, prompt)
+    if num_rows > 1:
+        cache.batch_repeat_interleave(num_rows)
+    seqs = full.expand(num_rows, -1).clone()
+    keys, values = _kv(cache)
+    last = full.shape[1] - 1
+    return Phase1Result(
+        sequences=seqs, keys=keys, values=values,
+        future_start_index=torch.full((num_rows,), last, device=device),
+        future_start_position=positions[:, 0, last].max().expand(num_rows).clone(),
+        found_future_start=torch.ones(num_rows, dtype=torch.bool, device=device),
+        texts=_texts(tokenizer, prompt.input_ids, seqs, prompt_len), prompt_length=prompt_len,
+        num_generated=reasoning.numel(), prefill_s=device_clock(device) - t0, decode_s=0.0)
