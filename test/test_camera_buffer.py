@@ -71,11 +71,12 @@ def test_picks_the_frame_nearest_each_target_per_camera():
             nearest = stamps[np.argmin(np.abs(stamps - target))]
             assert selection.stamps_ns[c, f] == nearest
     assert np.all(np.abs(selection.offset_errors_s) <= 0.05)
-    stacked = selection.stacked()
-    assert stacked.shape == (4, 4, 4, 6, 3) and stacked.dtype == np.uint8
+    assert [len(frames) for frames in selection.images_rgb] == [4, 4, 4, 4]
+    assert {f.shape for frames in selection.images_rgb for f in frames} == {(4, 6, 3)}
     # Frame ids survive: pixel value = index of the chosen frame in its stream.
-    want = streams[DEFAULT_CAMERAS[1]].index(int(selection.stamps_ns[1, 0])) % 256
-    assert stacked[1, 0, 0, 0, 0] == want
+    for c, camera in enumerate(DEFAULT_CAMERAS):
+        for f, stamp in enumerate(selection.stamps_ns[c]):
+            assert selection.images_rgb[c][f][0, 0, 0] == streams[camera].index(int(stamp)) % 256
 
 
 def test_decoding_is_lazy_and_cached():

@@ -28,14 +28,12 @@ class PlanInputs:
         history_xyz_m: (N, 3) float ego positions in the ego frame at t0 (last row = 0).
         history_rot: (N, 3, 3) float ego rotations in the ego frame at t0 (last = identity).
         t0_ns: time the plan is for (newest reference-camera stamp), in nanoseconds.
-        frame_stamps_ns: optional (C, F) int64 stamps of the frames, for bookkeeping only.
     """
 
     images_rgb: np.ndarray
     history_xyz_m: np.ndarray
     history_rot: np.ndarray
     t0_ns: int = 0
-    frame_stamps_ns: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -178,14 +178,6 @@ class UnicycleActionSpace(nn.Module):
         mean, std = self._stats()
         return (action_phys.float() - mean) / std
 
-    def is_within_bounds(self, action: torch.Tensor) -> torch.Tensor:
-        """(B, T, 2) normalised action -> (B,) bool: every step inside the config bounds."""
-        phys = self.denormalize(action)
-        (a_lo, a_hi), (k_lo, k_hi) = self.cfg.accel_bounds, self.cfg.curvature_bounds
-        accel_ok = (phys[..., 0] >= a_lo) & (phys[..., 0] <= a_hi)
-        curv_ok = (phys[..., 1] >= k_lo) & (phys[..., 1] <= k_hi)
-        return (accel_ok & curv_ok).flatten(1).all(dim=1)
-
     @_float32_geometry
     def estimate_t0_speed(self, history_xyz: torch.Tensor,
                           history_rot: torch.Tensor) -> torch.Tensor:

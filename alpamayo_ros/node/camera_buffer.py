@@ -138,12 +138,6 @@ class FrameSelection:
     offset_errors_s: np.ndarray
     images_rgb: tuple[tuple[np.ndarray, ...], ...]
 
-    def stacked(self) -> np.ndarray:
-        """(C, F, H, W, 3) uint8; ValueError if the cameras' image sizes differ."""
-        shapes = {img.shape for frames in self.images_rgb for img in frames}
-        if len(shapes) != 1:
-            raise ValueError(f"frames have different shapes {sorted(shapes)}; resize first")
-        return np.stack([np.stack(frames) for frames in self.images_rgb])
 
 
 class _Frame:

@@ -115,7 +115,6 @@ def assemble(
         history_xyz_m=history.xyz_m,
         history_rot=history.rot,
         t0_ns=t0_ns,
-        frame_stamps_ns=selection.stamps_ns,
     )
     ages_s = {name: (now_ns - int(stamps[-1])) * 1e-9
               for name, stamps in zip(selection.cameras, selection.stamps_ns, strict=True)}
