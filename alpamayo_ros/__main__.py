@@ -7,6 +7,7 @@ SIGINT and SIGTERM end it cleanly (exit code 0); a failed autostart configure ex
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -27,9 +28,11 @@ def _autostart(node: AlpamayoNode) -> bool:
     return True
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None,
+         node_factory: Callable[[], AlpamayoNode] = AlpamayoNode) -> int:
+    """Run one node until SIGINT/SIGTERM; `args` default to sys.argv (ROS arguments)."""
     rclpy.init(args=sys.argv if args is None else args)
-    node = AlpamayoNode()
+    node = node_factory()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0

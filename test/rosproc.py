@@ -159,14 +159,15 @@ class NodeStack:
         transport: camera_transport list (1 entry or one per camera).
         params: extra node parameter overrides.
         publisher_args: extra sensor_publisher.py arguments.
-        node_env: extra environment variables of the node process.
+        node_command: how to start the node (python arguments before `--ros-args`).
     """
 
     OUTPUTS = ("plan", "trajectory", "history", "reasoning", "markers")
 
     def __init__(self, base_dir: Path, transport: list[str], *, width: int = 1920,
                  height: int = 1080, params: dict | None = None,
-                 publisher_args: Sequence[str] = (), node_env: dict | None = None) -> None:
+                 publisher_args: Sequence[str] = (),
+                 node_command: Sequence[str] = ("-m", "alpamayo_ros")) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Path as PathMsg
         from std_msgs.msg import String
@@ -176,8 +177,7 @@ class NodeStack:
 
         self.domain_id = next_domain_id()
         log_dir = Path(base_dir) / f"roslog_{self.domain_id}"
-        env = ros_env(self.domain_id, log_dir, RCUTILS_LOGGING_BUFFERED_STREAM="0",
-                      **(node_env or {}))
+        env = ros_env(self.domain_id, log_dir, RCUTILS_LOGGING_BUFFERED_STREAM="0")
         self.collector = Collector(self.domain_id, log_dir)
         types = (DrivingPlan, PathMsg, PathMsg, String, MarkerArray)
         for name, msg_type in zip(self.OUTPUTS, types, strict=True):
@@ -195,7 +195,7 @@ class NodeStack:
             self.publisher.wait_for("^READY", 60.0)
             params_file = node_params_file(Path(base_dir) / f"params_{self.domain_id}.yaml",
                                            **self.params)
-            self.node = RosProcess(["-m", "alpamayo_ros", "--ros-args", "--params-file",
+            self.node = RosProcess([*node_command, "--ros-args", "--params-file",
                                     str(params_file)], env, "alpamayo_node")
             self.node.wait_for("active: planning", 180.0)
         except BaseException:

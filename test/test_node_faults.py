@@ -1,9 +1,10 @@
 """Bad inputs and a failing model: the node stays up, says why, and recovers.
 
 One node process (real planner, tiny checkpoint) and one sensor publisher process are shared by
-the tests of this module; each test switches one fault on through the publisher's stdin (or the
-node's fault file for "model raises"), checks the INVALID plans and their reason, checks that no
-plan made while the fault was on is OK, switches it off and waits for an OK plan again.
+the tests of this module; each test switches one fault on through the publisher's stdin (or, for
+"model raises", the fault file of test/fault_drill_node.py, the node with a planner that raises
+on demand), checks the INVALID plans and their reason, checks that no plan made while the fault
+was on is OK, switches it off and waits for an OK plan again.
 Cameras 0-2 are JPEG, camera 3 (front_tele) raw rgb8, all 1920x1080.
 """
 
@@ -34,7 +35,7 @@ def fault_file(tmp_path_factory):
 def stack(tmp_path_factory, fault_file):
     s = NodeStack(tmp_path_factory.getbasetemp(), TRANSPORTS,
                   params={"plan_rate_hz": 2.0, "max_generation_tokens": 16},
-                  node_env={"ALPAMAYO_FAULT_FILE": str(fault_file)})
+                  node_command=["test/fault_drill_node.py", "--fault-file", str(fault_file)])
     s.wait_plans(2, STATUS_OK, 90.0)
     yield s
     s.close()

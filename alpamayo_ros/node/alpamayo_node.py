@@ -15,16 +15,17 @@ Topics (node-relative): ~/plan (alpamayo/DrivingPlan), ~/trajectory (nav_msgs/Pa
 sample), ~/history (nav_msgs/Path, the ego history the model was given), ~/reasoning
 (std_msgs/String), ~/markers (MarkerArray), /diagnostics (DiagnosticArray).
 
-Fault drills: when the environment variable ALPAMAYO_FAULT_FILE names a file that exists, the
-planning call raises instead of running the model (tests use it for the "model raises" case).
+The planner comes from `planner_loader(params)` (default: `pipeline.load_planner`, the model
+folder in `model_dir`); pass another loader to wrap or replace it (tests inject a failing one).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import os
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -52,7 +53,9 @@ from alpamayo_ros.node.plan_assembly import (
     input_ages_s,
 )
 
-FAULT_FILE_ENV = "ALPAMAYO_FAULT_FILE"
+if TYPE_CHECKING:
+    from alpamayo_core.inference.planner import Planner
+
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _SAMPLING_PARAMS = ("temperature", "top_p", "max_generation_tokens", "num_traj_samples",
                     "num_flow_steps")
@@ -63,8 +66,12 @@ _OUTPUTS = {"plan": DrivingPlan, "trajectory": Path, "history": Path, "reasoning
 class AlpamayoNode(LifecycleNode):
     """Managed node running the Alpamayo planner on camera images and odometry."""
 
-    def __init__(self, node_name: str = "alpamayo", **kwargs) -> None:
+    def __init__(self, node_name: str = "alpamayo", *,
+                 planner_loader: Callable[[NodeParams], Planner] = load_planner,
+                 **kwargs) -> None:
+        """`planner_loader` builds the planner in configure; `kwargs` go to `LifecycleNode`."""
         super().__init__(node_name, **kwargs)
+        self._planner_loader = planner_loader
         node_params.declare_parameters(self)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -152,7 +159,7 @@ class AlpamayoNode(LifecycleNode):
     # -- configure helpers --------------------------------------------------------------------
     def _load_planner(self, params: NodeParams):
         start = time.perf_counter()
-        planner = load_planner(params)
+        planner = self._planner_loader(params)
         self.get_logger().info(f"model loaded in {time.perf_counter() - start:.1f} s")
         if params.warmup_on_configure:
             start = time.perf_counter()
@@ -259,9 +266,6 @@ class AlpamayoNode(LifecycleNode):
         self._publish_plan(assembled, plan, total_ms)
 
     def _run_planner(self, inputs: PlanInputs) -> Plan:
-        fault_file = os.environ.get(FAULT_FILE_ENV)
-        if fault_file and os.path.exists(fault_file):
-            raise RuntimeError(f"fault injected ({FAULT_FILE_ENV}={fault_file} exists)")
         seed = None if self._params.seed < 0 else self._params.seed
         plan = self._planner.plan(inputs, seed=seed)
         if not all(np.all(np.isfinite(a)) for a in (plan.xyz_m, plan.yaw_rad, plan.speed_mps)):
