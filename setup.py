@@ -3,6 +3,8 @@
 `colcon build` uses CMakeLists.txt instead (messages + the same Python packages).
 """
 
+from glob import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -15,7 +17,11 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["alpamayo_core", "alpamayo_core.*", "alpamayo_ros",
                                     "alpamayo_ros.*"]),
-    package_data={"alpamayo_core": ["data/*"]},
+    # The ROS package's data files, where alpamayo_ros.tools.share looks for them after a plain
+    # pip install (a colcon build installs the same files into its share directory).
+    data_files=[("share/alpamayo", ["package.xml"]),
+                *((f"share/alpamayo/{d}", sorted(glob(f"{d}/*.*"))) for d in
+                  ("config", "launch", "msg"))],
     install_requires=["numpy", "torch", "transformers", "safetensors", "scipy"],
     entry_points={
         "console_scripts": [

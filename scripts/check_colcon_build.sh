@@ -64,10 +64,16 @@ lib = os.path.join(install, "alpamayo", "lib", "alpamayo", "alpamayo_node")
 if os.path.exists(os.path.join(install, "alpamayo", "lib", "alpamayo")):
     if not os.access(lib, os.X_OK):
         sys.exit(f"missing executable {lib}")
-    for pkg in ("alpamayo_core", "alpamayo_ros"):
+    for pkg in ("alpamayo_core", "alpamayo_ros", "alpamayo_core.model.vlm",
+                "alpamayo_ros.node.alpamayo_node", "alpamayo_ros.tools.share"):
         spec = importlib.util.find_spec(pkg)
         if spec is None or not os.path.realpath(spec.origin).startswith(install):
             sys.exit(f"{pkg} not importable from the install space")
+    from alpamayo_ros.tools.share import share_path
+
+    profile = os.path.realpath(share_path("config/fastdds.xml"))
+    if not profile.startswith(share):
+        sys.exit(f"share_path found {profile}, not the installed share directory {share}")
 print(f"check_colcon_build: OK (alpamayo.msg from {module_path})")
 PY
 )

@@ -54,7 +54,7 @@ class RosProcess(ChildProcess):
     """A child process with stdin for commands; output collected in memory (no log file)."""
 
     def __init__(self, args: Sequence[str], env: dict[str, str], name: str) -> None:
-        super().__init__(args, env, name=name, stdin=True)
+        super().__init__(args, env, name=name, stdin=True, cwd=ROOT)
 
 
 def tiny_checkpoint(base_dir: Path) -> Path:

@@ -42,6 +42,7 @@ from alpamayo_ros.node.plan_assembly import AssembledInputs, InputsUnavailable, 
 from alpamayo_ros.node.transforms import RigidTransform
 from alpamayo_ros.tools import metrics, render
 from alpamayo_ros.tools.bag_io import iter_raw, make_typestore, topic_counts
+from alpamayo_ros.tools.share import share_path
 
 LOG = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class _Outputs:
 
     def __init__(self, out_dir: Path, options: EvalOptions) -> None:
         self.out_dir, self.options = out_dir, options
-        self.typestore = make_typestore(project_msg_dir())
+        self.typestore = make_typestore(share_path("msg"))
         self.writer = Writer(out_dir / "plans", version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
         self.connections = {
@@ -140,15 +141,6 @@ class _Outputs:
     def close(self) -> None:
         self.writer.close()
 
-
-def project_msg_dir() -> Path:
-    """The project's msg/ folder: the source tree, else the installed share/alpamayo/msg."""
-    source = Path(__file__).resolve().parents[2] / "msg"
-    if source.is_dir():
-        return source
-    from ament_index_python.packages import get_package_share_directory
-
-    return Path(get_package_share_directory("alpamayo")) / "msg"
 
 
 class OfflineEvaluator:

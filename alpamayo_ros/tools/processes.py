@@ -22,9 +22,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-FASTDDS_PROFILE = ROOT / "config" / "fastdds.xml"
-NODE_PARAMS = ROOT / "config" / "alpamayo.yaml"
+import alpamayo_ros
+from alpamayo_ros.tools.share import share_path
+
+#: The folder `alpamayo_ros` is imported from (site-packages or a checkout), for children's path.
+IMPORT_ROOT = Path(alpamayo_ros.__file__).resolve().parents[1]
 
 
 def ros_env(domain_id: int, log_dir: Path, **extra: str) -> dict[str, str]:
@@ -37,8 +39,9 @@ def ros_env(domain_id: int, log_dir: Path, **extra: str) -> dict[str, str]:
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
         "ROS_DOMAIN_ID": str(domain_id),
         "ROS_LOG_DIR": str(log_dir),
-        "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(share_path("config/fastdds.xml")),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(IMPORT_ROOT),
+                                                    env.get("PYTHONPATH", "")])),
         "PYTHONUNBUFFERED": "1",
         "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
     })
@@ -48,7 +51,7 @@ def ros_env(domain_id: int, log_dir: Path, **extra: str) -> dict[str, str]:
 
 def node_params_file(out_path: Path, **overrides: object) -> Path:
     """config/alpamayo.yaml with `overrides` in the node's section, written to `out_path`."""
-    content = yaml.safe_load(NODE_PARAMS.read_text(encoding="utf-8"))
+    content = yaml.safe_load(share_path("config/alpamayo.yaml").read_text(encoding="utf-8"))
     content["alpamayo"]["ros__parameters"].update(overrides)
     out_path.write_text(yaml.safe_dump(content), encoding="utf-8")
     return out_path
@@ -56,17 +59,19 @@ def node_params_file(out_path: Path, **overrides: object) -> Path:
 
 class ChildProcess:
     """`python <args>` in its own process group; output lines collected (and logged to
-    `log_path` if given), waitable by pattern; with `stdin=True`, `send` writes command lines."""
+    `log_path` if given), waitable by pattern; with `stdin=True`, `send` writes command lines.
+    It runs in `cwd` (default: this process's working directory)."""
 
     def __init__(self, args: Sequence[str], env: dict[str, str], log_path: Path | None = None,
-                 *, name: str | None = None, stdin: bool = False) -> None:
+                 *, name: str | None = None, stdin: bool = False,
+                 cwd: Path | None = None) -> None:
         self.name = name or (log_path.stem if log_path else args[-1])
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         # closed by the reader thread when the child's output ends
         self._log = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, *args], env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
+            [sys.executable, *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             text=True, bufsize=1, start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -30,8 +30,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from alpamayo_ros.node.shutdown import until_shutdown
 from alpamayo_ros.tools.bag_io import make_typestore
-from alpamayo_ros.tools.evaluate import project_msg_dir
 from alpamayo_ros.tools.replay import message_class
+from alpamayo_ros.tools.share import share_path
 
 
 class Recorder(Node):
@@ -41,7 +41,7 @@ class Recorder(Node):
         super().__init__("alpamayo_record")
         self.writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
-        self.typestore = make_typestore(project_msg_dir())
+        self.typestore = make_typestore(share_path("msg"))
         self.pending = dict(topics)
         self.connections: dict[str, object] = {}
         self.counts: Counter[str] = Counter()
