@@ -114,3 +114,21 @@ def test_importing_all_of_the_core_loads_no_ros_module():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, check=True).stdout.split(maxsplit=1)
     assert int(out[0]) > 40 and out[1].strip() == "[]"
+
+
+def test_public_names_resolve_lazily():
+    """`from alpamayo_core import Planner` works; `import alpamayo_core` alone loads no torch."""
+    code = ("import sys, alpamayo_core\n"
+            "light = 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
+            "from alpamayo_core import Planner, PlanInputs, Plan, SamplingConfig, ModelConfig\n"
+            "from alpamayo_core import preset, load_model\n"
+            "from alpamayo_core.inference.planner import Planner as P\n"
+            "print(light, Planner is P, sorted(alpamayo_core.__all__) == alpamayo_core.__all__)\n"
+            "try:\n"
+            "    from alpamayo_core import planner\n"
+            "except ImportError as err:\n"
+            "    print('ImportError', err)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.splitlines()
+    assert out[0] == "True True True"
+    assert out[1].startswith("ImportError")
