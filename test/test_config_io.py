@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from alpamayo_core.io.config_io import load_config, parse_config, to_released_json
+from alpamayo_core.io.config_io import load_config, parse_config, to_released_json, vlm_to_hf
 from alpamayo_core.model.config import ExpertConfig, FlowConfig, ModelConfig, TextConfig, preset
 
 #: The released config.json's keys as listed in the reference sheet §1.2 (VLM by name only).
@@ -103,3 +103,67 @@ def test_validation_names_the_field():
     with pytest.raises(ValueError, match="flow.solver"):
         FlowConfig(solver="rk45")
     assert isinstance(tiny.text, TextConfig) and isinstance(tiny.expert, ExpertConfig)
+
+
+def _with_history(**section) -> dict:
+    raw = json.loads(json.dumps(RELEASED))
+    raw["hist_traj_tokenizer_cfg"].update(section)
+    return raw
+
+
+def test_history_tokenizer_ranges_are_parsed():
+    cfg = parse_config(_with_history(ego_xyz_min=[-5, -6, -12], ego_xyz_max=[5, 6, 12],
+                                     num_bins=500, predict_yaw=False))
+    hist = cfg.history_tokenizer
+    assert hist.dims_min == (-5, -6, -12) and hist.dims_max == (5, 6, 12)
+    assert hist.num_bins == 500 and hist.num_steps == 16
+
+
+def test_unsupported_history_tokenizer_values_are_rejected():
+    with pytest.raises(ValueError, match="predict_yaw"):
+        parse_config(_with_history(predict_yaw=True))
+    with pytest.raises(ValueError, match=r"unknown keys \['dims_min'\]"):
+        parse_config(_with_history(dims_min=[-1, -1, -1]))
+    with pytest.raises(ValueError, match="tokens_per_history_traj=47"):
+        parse_config({**RELEASED, "tokens_per_history_traj": 47})
+
+
+def test_stats_dtype_defaults_to_the_load_dtype_with_an_explicit_override():
+    cfg = parse_config(RELEASED)
+    assert cfg.stats_dtype == "auto" and cfg.expert.dtype == "bfloat16"
+    assert cfg.replace(dtype="float32").effective_stats_dtype == "float32"
+    assert cfg.replace(dtype="bfloat16").effective_stats_dtype == "bfloat16"
+    override = parse_config({**RELEASED, "stats_dtype": "bfloat16"}).replace(dtype="float32")
+    assert override.effective_stats_dtype == "bfloat16"
+    with pytest.raises(ValueError, match="stats_dtype"):
+        preset("tiny").replace(stats_dtype="int8")
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_vlm_named_by_a_local_folder_is_read_from_there(tmp_path, relative):
+    tiny = preset("tiny")
+    backbone = tmp_path / "model" / "backbone" if relative else tmp_path / "elsewhere" / "vlm"
+    backbone.mkdir(parents=True)
+    (tmp_path / "model").mkdir(exist_ok=True)
+    (backbone / "config.json").write_text(json.dumps(vlm_to_hf(tiny.text, tiny.vision)))
+    raw = {k: v for k, v in to_released_json(tiny).items() if k != "vlm_config"}
+    raw["vlm_name_or_path"] = "backbone" if relative else str(backbone)
+    (tmp_path / "model" / "config.json").write_text(json.dumps(raw))
+    cfg = load_config(tmp_path / "model")
+    assert cfg.text == tiny.text and cfg.vision == tiny.vision
+
+
+def test_written_config_keeps_every_released_key_and_target():
+    written = to_released_json(preset("alpamayo-r1-10b"))
+    # traj_token_start_idx comes from the tokenizer: the folder writers add it (see
+    # test_reference_loader.py); the reference recomputes it at load anyway.
+    for key, value in {k: v for k, v in RELEASED.items() if k != "traj_token_start_idx"}.items():
+        assert key in written, key
+        if isinstance(value, dict) and "_target_" in value:
+            assert written[key]["_target_"] == value["_target_"], key
+            assert set(value) <= set(written[key]), key
+            for name, released in value.items():
+                if name != "_target_":
+                    assert written[key][name] == released, (key, name)
+    for key in ("expert_cfg",):
+        assert {k: written[key][k] for k in RELEASED[key]} == RELEASED[key]

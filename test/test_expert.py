@@ -1,13 +1,14 @@
 """Expert, action projections and the denoise step on the tiny preset (random init)."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
 from transformers import DynamicCache
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextModel
 
-from alpamayo_core.model.action_proj import ActionInProj, make_action_out_proj
+from alpamayo_core.model.action_proj import ActionInProj, FourierFeatures, make_action_out_proj
 from alpamayo_core.model.config import ModelConfig, preset, with_vocab_size
 from alpamayo_core.model.denoise_step import DenoiseStep, input_names, step_inputs
 from alpamayo_core.model.expert import MASKED, Expert, ExpertPrefix, build_prefix, prefix_bias
@@ -85,7 +86,7 @@ def test_action_in_proj_state_dict_matches_release_naming():
         "encoder.trunk.6.weight": (out, h), "encoder.trunk.6.bias": (out,),
         "norm.weight": (out,), "norm.bias": (out,),
     }
-    proj = ActionInProj(cfg.action_in_proj, out, cfg.stats_dtype)
+    proj = ActionInProj(cfg.action_in_proj, out, cfg.expert.dtype)
     assert {k: tuple(v.shape) for k, v in proj.state_dict().items()} == expected
     freqs = [1, 1.671875, 2.78125, 4.65625, 7.75, 12.9375, 21.5, 36, 60, 100]
     assert proj.sinus[0].freqs.dtype == torch.bfloat16
@@ -95,11 +96,19 @@ def test_action_in_proj_state_dict_matches_release_naming():
         "weight": (2, out), "bias": (2,)}
 
 
+def test_fourier_features_follow_the_reference_operation_order():
+    enc = FourierFeatures(20, 100.0, torch.bfloat16)
+    u = torch.linspace(-3.0, 3.0, 4001)  # angles up to ~1900 rad, where the order shows
+    angle = u[..., None] * enc.freqs.float() * 2 * torch.pi  # the reference: left to right
+    expected = torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1) * math.sqrt(2)
+    assert torch.equal(enc(u), expected)
+
+
 def test_release_sizes_build_on_meta_with_exact_parameter_counts():
     cfg = preset("alpamayo-r1-10b")
     with torch.device("meta"):
         expert = Expert(cfg)
-        proj = ActionInProj(cfg.action_in_proj, cfg.expert.hidden_size, cfg.stats_dtype)
+        proj = ActionInProj(cfg.action_in_proj, cfg.expert.hidden_size, cfg.expert.dtype)
     assert sum(p.numel() for p in expert.parameters()) == 2_279_238_656
     assert sum(p.numel() for p in proj.parameters()) == 1_349_632
     assert "rotary_emb.inv_freq" not in expert.state_dict()
@@ -228,7 +237,7 @@ def test_prefix_errors_are_value_errors():
 def build_step(cfg: ModelConfig, seed=0) -> DenoiseStep:
     expert = Expert(cfg)
     step = DenoiseStep(ActionInProj(cfg.action_in_proj, cfg.expert.hidden_size,
-                                    cfg.stats_dtype), expert,
+                                    cfg.expert.dtype), expert,
                        make_action_out_proj(cfg.expert.hidden_size))
     return randomized(step, seed)
 

@@ -87,3 +87,23 @@ def test_pickle_only_folder_is_refused(tmp_path):
     torch.save({"x": torch.zeros(1)}, folder / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="only safetensors"):
         load_model(folder)
+
+
+@pytest.mark.parametrize("dtype, accel_std", [
+    ("float32", float(torch.tensor(0.6810426736454882, dtype=torch.float32))),
+    ("bfloat16", 0.6796875),  # R1 sheet §8.4: the bf16-rounded value
+])
+def test_action_space_statistics_follow_the_load_dtype(tiny_model_dir, dtype, accel_std):
+    model = load_model(tiny_model_dir, dtype=dtype).model
+    assert model.action_space.accel_std.dtype == getattr(torch, dtype)
+    assert model.action_space.accel_std.item() == accel_std
+    # The reference casts its action heads to expert_cfg.dtype (bf16) at every load dtype.
+    assert model.action_in_proj.sinus[0].freqs.dtype == torch.bfloat16
+
+
+def test_stats_dtype_override_in_config(model_copy):
+    path = model_copy / "config.json"
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "stats_dtype": "bfloat16"}))
+    space = load_model(model_copy, dtype="float32").model.action_space
+    assert space.accel_std.dtype == torch.bfloat16 and space.accel_std.item() == 0.6796875

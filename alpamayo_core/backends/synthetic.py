@@ -34,11 +34,11 @@ def random_step(cfg: ModelConfig, seed: int = 0, init_std: float = 0.2,
     device = torch.device(device)
     with torch.device("meta"):
         step = DenoiseStep(ActionInProj(cfg.action_in_proj, cfg.expert.hidden_size,
-                                        cfg.stats_dtype),
+                                        cfg.expert.dtype),
                            Expert(cfg), make_action_out_proj(cfg.expert.hidden_size))
     step.to_empty(device=device)
     step.expert.reset_rotary_buffers()
-    reference = ActionInProj(cfg.action_in_proj, cfg.expert.hidden_size, cfg.stats_dtype)
+    reference = ActionInProj(cfg.action_in_proj, cfg.expert.hidden_size, cfg.expert.dtype)
     for name, buf in reference.named_buffers():  # the Fourier frequencies
         step.action_in_proj.get_buffer(name).copy_(buf)
     gen = torch.Generator(device).manual_seed(seed)

@@ -5,7 +5,8 @@
 The release ships weights and config.json but no tokenizer or processor (the reference fetches
 them from the hub at run time). This command, run once where those folders exist:
   1. parses the released config.json (VLM architecture from `--vlm-config`, else from the
-     known-model registry by `vlm_name_or_path`; the base *processor* folder is often a
+     folder `vlm_name_or_path` names when it is a local directory with a config.json, else from
+     the known-model registry by that name; the base *processor* folder is often a
      different size, e.g. Qwen3-VL-2B, so its config.json is never used for the backbone),
   2. checks every tensor key and shape of the shards against the model (reads headers only),
   3. extends the base tokenizer with the Alpamayo tokens and checks the released ids
@@ -61,7 +62,8 @@ def prepare(args: argparse.Namespace) -> Path:
           f"{ids.traj_future_start}")
     n = check_shards(cfg, ids, args.weights)
     print(f"[3/4] weights: {n} tensors, keys and shapes match")
-    (out / "config.json").write_text(json.dumps(to_released_json(cfg), indent=2) + "\n")
+    released = to_released_json(cfg, {"traj_token_start_idx": ids.traj_token_start})
+    (out / "config.json").write_text(json.dumps(released, indent=2) + "\n")
     tokenizer.save_pretrained(str(out))
     mapping = checkpoint.weight_map(args.weights)
     for name in sorted({*mapping.values(), checkpoint.INDEX_NAME} & {

@@ -8,7 +8,12 @@ dataclass of `config.py`; an unknown target is an error, never silently ignored.
 The VLM architecture is not in the released file (the reference fetches it from the hub by
 `vlm_name_or_path`). We take it from, in order: an embedded `vlm_config` (Qwen3-VL `config.json`
 dict: `text_config` + `vision_config`; our `prepare` and tiny-checkpoint tools write it), a
-`vlm_config` argument (e.g. the user's base Qwen3-VL folder's config.json), or `KNOWN_VLMS`.
+`vlm_config` argument (e.g. the user's base Qwen3-VL folder's config.json), the config.json of
+the folder `vlm_name_or_path` names when it is a local directory (fine-tuned checkpoints written
+by the reference do that), or `KNOWN_VLMS`.
+
+Written files stay loadable by the reference's Hydra loader: every `_target_` section holds only
+its class's constructor arguments, in the release's formats; our extra keys sit at top level.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ _TARGETS = {
     "traj_tokenizer_cfg": ("DiscreteTrajectoryTokenizer",),
 }
 
+#: Our top-level key for the flow's sigma_min (the reference's FlowMatching takes no such
+#: argument, so it cannot sit in diffusion_cfg).
+_SIGMA_MIN_KEY = "flow_sigma_min"
+
 _MODULE_PATHS = {
     "action_in_proj_cfg": "alpamayo_r1.models.action_in_proj.PerWaypointActionInProjV2",
     "action_out_proj_cfg": "torch.nn.Linear",
@@ -58,7 +67,7 @@ _MODULE_PATHS = {
 
 def _target_section(raw: dict[str, Any], key: str) -> dict[str, Any]:
     """The `key` sub-config without `_target_`, after checking the target is one we implement."""
-    section = dict(raw.get(key) or {})
+    section = {k: v for k, v in (raw.get(key) or {}).items() if k != "_recursive_"}
     target = section.pop("_target_", None)
     if target is not None and not any(target.endswith(name) for name in _TARGETS[key]):
         raise ValueError(f"config.json {key}._target_ = {target!r} is not supported; "
@@ -111,17 +120,34 @@ def vlm_to_hf(text: TextConfig, vision: VisionConfig) -> dict[str, Any]:
             "tie_word_embeddings": tie}
 
 
-def _resolve_vlm(raw: dict[str, Any], vlm_config: dict[str, Any] | None) -> tuple[TextConfig,
-                                                                                   VisionConfig]:
-    embedded = raw.get("vlm_config") or vlm_config
+def _local_vlm_config(name: str, base_dir: Path | None) -> dict[str, Any] | None:
+    """The Qwen3-VL config.json of `vlm_name_or_path` when it names a local folder (absolute, or
+    relative to the model folder), as fine-tuned checkpoints written by the reference do."""
+    candidates = [Path(name)] if Path(name).is_absolute() else (
+        [base_dir / name] if base_dir is not None else []) + [Path(name)]
+    for folder in candidates:
+        path = folder / "config.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} (the backbone named by vlm_name_or_path) is not "
+                                 f"valid JSON: {err}") from err
+    return None
+
+
+def _resolve_vlm(raw: dict[str, Any], vlm_config: dict[str, Any] | None,
+                 base_dir: Path | None) -> tuple[TextConfig, VisionConfig]:
+    name = str(raw.get("vlm_name_or_path", "Qwen/Qwen3-VL-8B-Instruct"))
+    embedded = raw.get("vlm_config") or vlm_config or _local_vlm_config(name, base_dir)
     if embedded is not None:
         text, vision = vlm_from_hf(embedded)
     else:
-        name = raw.get("vlm_name_or_path", "Qwen/Qwen3-VL-8B-Instruct")
         if name not in KNOWN_VLMS:
             raise ValueError(
-                f"VLM {name!r} is not a known architecture and config.json embeds no "
-                f"'vlm_config'; pass the base model's config.json (known: {sorted(KNOWN_VLMS)})")
+                f"VLM {name!r} is not a known architecture, not a local folder with a "
+                f"config.json, and config.json embeds no 'vlm_config'; pass the base model's "
+                f"config.json (--vlm-config) (known: {sorted(KNOWN_VLMS)})")
         text_kw, vision_kw = KNOWN_VLMS[name]
         text = TextConfig(vocab_size=int(raw.get("vocab_size", 1)), **text_kw)
         vision = VisionConfig(**vision_kw)
@@ -139,27 +165,60 @@ def _expert_from_raw(raw: dict[str, Any], text: TextConfig) -> ExpertConfig:
     base.update({k: v for k, v in overrides.items() if k in base})
     layer_map = tuple(overrides.get("layer_map", ()))
     non_causal = bool(raw.get("expert_non_causal_attention", True))
-    return ExpertConfig(**base, layer_map=layer_map, non_causal=non_causal)
+    return ExpertConfig(**base, layer_map=layer_map, non_causal=non_causal,
+                        dtype=str(overrides.get("dtype", "bfloat16")))
+
+
+#: Constructor arguments of the reference's `DeltaTrajectoryTokenizer` (hist_traj_tokenizer_cfg).
+_HISTORY_TOKENIZER_KEYS = frozenset({"ego_xyz_min", "ego_xyz_max", "ego_yaw_min", "ego_yaw_max",
+                                     "num_bins", "predict_yaw", "load_weights"})
+
+
+def _history_tokenizer(raw: dict[str, Any]) -> HistoryTokenizerConfig:
+    """`hist_traj_tokenizer_cfg` + `tokens_per_history_traj` -> the history tokenizer.
+
+    Every key is the reference class's; unknown keys and `predict_yaw: true` are errors rather
+    than silently ignored values.
+    """
+    section = _target_section(raw, "hist_traj_tokenizer_cfg")
+    unknown = sorted(set(section) - _HISTORY_TOKENIZER_KEYS)
+    if unknown:
+        raise ValueError(f"config.json hist_traj_tokenizer_cfg has unknown keys {unknown}; "
+                         f"DeltaTrajectoryTokenizer takes {sorted(_HISTORY_TOKENIZER_KEYS)} "
+                         "(a folder written by an older alpamayo-prepare: run it again)")
+    if section.get("predict_yaw", False):
+        raise ValueError("config.json hist_traj_tokenizer_cfg.predict_yaw = true is not "
+                         "supported: the released model tokenises the history's xyz only")
+    n_tokens = int(raw.get("tokens_per_history_traj", 48))
+    if n_tokens % 3:
+        raise ValueError(f"tokens_per_history_traj={n_tokens} is not 3 x the number of history "
+                         "steps (xyz per step, predict_yaw false)")
+    return _pick({**section, "num_steps": n_tokens // 3}, HistoryTokenizerConfig,
+                 {"ego_xyz_min": "dims_min", "ego_xyz_max": "dims_max"})
+
+
+def _token_config(raw: dict[str, Any]) -> TokenConfig:
+    traj = _target_section(raw, "traj_tokenizer_cfg")
+    defaults = TokenConfig()
+    return TokenConfig(traj_vocab_size=int(raw.get("traj_vocab_size", 4000)),
+                       future_num_bins=int(traj.get("num_bins", 3000)),
+                       future_dims_min=tuple(traj.get("dims_min", defaults.future_dims_min)),
+                       future_dims_max=tuple(traj.get("dims_max", defaults.future_dims_max)))
 
 
 def parse_config(raw: dict[str, Any], vlm_config: dict[str, Any] | None = None,
-                 name: str = "checkpoint") -> ModelConfig:
-    """`ModelConfig` from a released-layout config.json dict."""
-    text, vision = _resolve_vlm(raw, vlm_config)
+                 name: str = "checkpoint", base_dir: Path | None = None) -> ModelConfig:
+    """`ModelConfig` from a released-layout config.json dict.
+
+    `base_dir` is the model folder: a relative `vlm_name_or_path` is looked up there first.
+    """
+    text, vision = _resolve_vlm(raw, vlm_config, base_dir)
     space = _pick(_target_section(raw, "action_space_cfg"), ActionSpaceConfig,
                   {"dt": "dt_s"})
     diffusion = _target_section(raw, "diffusion_cfg")
-    flow = _pick(diffusion, FlowConfig, {"num_inference_steps": "num_steps",
-                                         "int_method": "solver"})
-    hist = _pick(_target_section(raw, "hist_traj_tokenizer_cfg"), HistoryTokenizerConfig)
-    traj = _target_section(raw, "traj_tokenizer_cfg")
+    flow = _pick({**diffusion, "sigma_min": raw.get(_SIGMA_MIN_KEY, 0.0)}, FlowConfig,
+                 {"num_inference_steps": "num_steps", "int_method": "solver"})
     _target_section(raw, "action_out_proj_cfg")
-    tokens = TokenConfig(traj_vocab_size=int(raw.get("traj_vocab_size", 4000)),
-                         future_num_bins=int(traj.get("num_bins", 3000)))
-    n_hist_tokens = raw.get("tokens_per_history_traj")
-    if n_hist_tokens is not None and int(n_hist_tokens) != hist.num_tokens:
-        raise ValueError(f"tokens_per_history_traj={n_hist_tokens} does not match the history "
-                         f"tokenizer ({hist.num_tokens} = 3 x {hist.num_steps} steps)")
     images = ImageConfig(min_pixels=int(raw.get("min_pixels") or 163_840),
                          max_pixels=int(raw.get("max_pixels") or 196_608))
     dtype = str(raw.get("model_dtype") or raw.get("dtype") or "bfloat16")
@@ -167,9 +226,10 @@ def parse_config(raw: dict[str, Any], vlm_config: dict[str, Any] | None = None,
         name=str(raw.get("name", name)), text=text, vision=vision,
         expert=_expert_from_raw(raw, text),
         action_in_proj=_pick(_target_section(raw, "action_in_proj_cfg"), ActionInProjConfig),
-        action_space=space, flow=flow, history_tokenizer=hist, tokens=tokens, images=images,
+        action_space=space, flow=flow, history_tokenizer=_history_tokenizer(raw),
+        tokens=_token_config(raw), images=images,
         vlm_name_or_path=str(raw.get("vlm_name_or_path", "Qwen/Qwen3-VL-8B-Instruct")),
-        dtype=dtype, stats_dtype=str(raw.get("stats_dtype", "bfloat16")))
+        dtype=dtype, stats_dtype=str(raw.get("stats_dtype", "auto")))
 
 
 def _with_target(key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -180,34 +240,53 @@ def _plain(obj: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
 
 
-def to_released_json(cfg: ModelConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A released-layout config.json dict for `cfg`, self-contained (embeds `vlm_config`)."""
+def _target_sections(cfg: ModelConfig) -> dict[str, dict[str, Any]]:
+    """The `_target_` sections, each holding only its reference class's constructor arguments
+    (Hydra passes every key through), in the release's formats."""
     space = _plain(cfg.action_space)
     space["dt"] = space.pop("dt_s")
-    expert = {k: v for k, v in _plain(cfg.expert).items() if k != "non_causal"}
-    if not expert["layer_map"]:
-        expert.pop("layer_map")
-    hist = _plain(cfg.history_tokenizer)
-    raw = {
-        "architectures": ["AlpamayoR1"], "model_type": "alpamayo_r1", "name": cfg.name,
-        "vlm_name_or_path": cfg.vlm_name_or_path, "vlm_config": vlm_to_hf(cfg.text, cfg.vision),
-        "vocab_size": cfg.text.vocab_size, "model_dtype": cfg.dtype,
-        "stats_dtype": cfg.stats_dtype, "add_special_tokens": True,
-        "traj_vocab_size": cfg.tokens.traj_vocab_size,
-        "tokens_per_history_traj": cfg.history_tokenizer.num_tokens,
-        "tokens_per_future_traj": 2 * cfg.action_space.n_waypoints,
-        "min_pixels": cfg.images.min_pixels, "max_pixels": cfg.images.max_pixels,
-        "expert_cfg": expert, "expert_non_causal_attention": cfg.expert.non_causal,
-        "keep_same_dtype": True,
+    hist = cfg.history_tokenizer
+    return {
         "action_in_proj_cfg": _with_target("action_in_proj_cfg", _plain(cfg.action_in_proj)),
         "action_out_proj_cfg": _with_target("action_out_proj_cfg", {}),
         "action_space_cfg": _with_target("action_space_cfg", space),
         "diffusion_cfg": _with_target("diffusion_cfg", {
             "int_method": cfg.flow.solver, "num_inference_steps": cfg.flow.num_steps,
-            "sigma_min": cfg.flow.sigma_min}),
-        "hist_traj_tokenizer_cfg": _with_target("hist_traj_tokenizer_cfg", hist),
+            "x_dims": "???"}),
+        "hist_traj_tokenizer_cfg": _with_target("hist_traj_tokenizer_cfg", {
+            "ego_xyz_min": list(hist.dims_min), "ego_xyz_max": list(hist.dims_max),
+            "num_bins": hist.num_bins, "predict_yaw": False}),
+        # The class instantiates its own action_space_cfg: Hydra must pass it as a config.
         "traj_tokenizer_cfg": _with_target("traj_tokenizer_cfg", {
+            "_recursive_": False,
+            "action_space_cfg": _with_target("action_space_cfg", dict(space)),
+            "dims_min": list(cfg.tokens.future_dims_min),
+            "dims_max": list(cfg.tokens.future_dims_max),
             "num_bins": cfg.tokens.future_num_bins}),
+    }
+
+
+def to_released_json(cfg: ModelConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A released-layout config.json dict for `cfg`, self-contained (embeds `vlm_config`).
+
+    The release's keys keep their formats so the reference's own Hydra loader can read the
+    file; ours (`name`, `vlm_config`, `stats_dtype`, `flow_sigma_min`) sit beside them.
+    """
+    expert = {k: v for k, v in _plain(cfg.expert).items() if k != "non_causal"}
+    if not expert["layer_map"]:
+        expert.pop("layer_map")
+    raw = {
+        "architectures": ["AlpamayoR1"], "model_type": "alpamayo_r1", "name": cfg.name,
+        "vlm_name_or_path": cfg.vlm_name_or_path, "vlm_config": vlm_to_hf(cfg.text, cfg.vision),
+        "vocab_size": cfg.text.vocab_size, "model_dtype": cfg.dtype,
+        "attn_implementation": "sdpa", "stats_dtype": cfg.stats_dtype,
+        _SIGMA_MIN_KEY: cfg.flow.sigma_min, "add_special_tokens": True,
+        "traj_vocab_size": cfg.tokens.traj_vocab_size,
+        "tokens_per_history_traj": cfg.history_tokenizer.num_tokens,
+        "tokens_per_future_traj": 2 * cfg.action_space.n_waypoints,
+        "min_pixels": cfg.images.min_pixels, "max_pixels": cfg.images.max_pixels,
+        "expert_cfg": expert, "expert_non_causal_attention": cfg.expert.non_causal,
+        "keep_same_dtype": True, **_target_sections(cfg),
     }
     raw.update(extra or {})
     return raw
@@ -223,4 +302,4 @@ def load_config(model_dir: str | Path, vlm_config_path: str | Path | None = None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
     vlm_config = json.loads(Path(vlm_config_path).read_text()) if vlm_config_path else None
-    return parse_config(raw, vlm_config, name=Path(model_dir).name)
+    return parse_config(raw, vlm_config, name=Path(model_dir).name, base_dir=Path(model_dir))

@@ -125,7 +125,8 @@ def save_model_folder(model: AlpamayoR1, tokenizer: PreTrainedTokenizerBase, out
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
-    (out / "config.json").write_text(json.dumps(to_released_json(cfg), indent=2) + "\n")
+    released = to_released_json(cfg, {"traj_token_start_idx": model.token_ids.traj_token_start})
+    (out / "config.json").write_text(json.dumps(released, indent=2) + "\n")
     checkpoint.save_sharded(model, out, max_shard_bytes=max_shard_bytes)
     tokenizer.save_pretrained(str(out))
     processor = {"image_processor_type": "Qwen2VLImageProcessor",

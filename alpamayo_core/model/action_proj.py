@@ -7,9 +7,11 @@ Layout and state-dict keys follow the release (`PerWaypointActionInProjV2`):
     sinus.0.freqs, sinus.1.freqs, timestep_fourier_encoder.freqs   (1, F/2) buffers
     encoder.trunk.{0, 3, ...}  Linear, then SiLU, RMSNorm(eps 1e-5) per layer; last Linear -> E
     norm                       LayerNorm(E, eps 1e-5)
-The Fourier features are computed in float32 whatever the weights' dtype; the MLP runs in the
-weights' dtype. The RMSNorm is transformers' Qwen3-VL one (float32 statistics, cast back, then
-times the weight), which is exactly the release's semantics.
+The Fourier features are computed in float32 whatever the weights' dtype, in the reference's
+operation order `u * freqs * 2 * pi` (left to right: angles reach ~1700 rad, so the order
+shows in the last bits); the MLP runs in the weights' dtype. The RMSNorm is transformers'
+Qwen3-VL one (float32 statistics, cast back, then times the weight), which is exactly the
+release's semantics.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ _LAYER_NORM_EPS = 1e-5
 
 
 class FourierFeatures(nn.Module):
-    """f(u) = sqrt(2) * [sin(2 pi freq u), cos(2 pi freq u)], F/2 log-spaced freqs in [1, max]."""
+    """f(u) = sqrt(2) * [sin(u freq 2 pi), cos(u freq 2 pi)], F/2 log-spaced freqs in [1, max]."""
 
     freqs: torch.Tensor
 
@@ -38,7 +40,7 @@ class FourierFeatures(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """(...) -> (...) + (F,) float32."""
-        angle = (2.0 * math.pi) * u.float()[..., None] * self.freqs[0].float()
+        angle = u.float()[..., None] * self.freqs[0].float() * 2.0 * math.pi
         return math.sqrt(2.0) * torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
 
 
@@ -62,10 +64,10 @@ class ActionInProj(nn.Module):
     """Per-waypoint Fourier features of (accel, curvature, t) -> MLP -> LayerNorm tokens."""
 
     def __init__(self, cfg: ActionInProjConfig, out_dim: int,
-                 stats_dtype: str | torch.dtype = "bfloat16"):
+                 freqs_dtype: str | torch.dtype = "bfloat16"):
         super().__init__()
-        dtype = stats_dtype if isinstance(stats_dtype, torch.dtype) else getattr(torch,
-                                                                                 stats_dtype)
+        dtype = freqs_dtype if isinstance(freqs_dtype, torch.dtype) else getattr(torch,
+                                                                                 freqs_dtype)
         n, f_max = cfg.num_fourier_feats, cfg.max_freq
         self.sinus = nn.ModuleList([FourierFeatures(n, f_max, dtype) for _ in range(2)])
         self.timestep_fourier_encoder = FourierFeatures(n, f_max, dtype)

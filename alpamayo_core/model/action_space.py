@@ -9,8 +9,9 @@ seconds, radians. An action row is (acceleration [m/s^2], curvature [1/m]) held 
 [t0 + k*dt, t0 + (k+1)*dt], stored normalised by the dataset mean and std.
 
 All geometry runs in float32 whatever the module dtype, as in the reference. The statistics are
-0-d buffers created in `stats_dtype`: with bfloat16 (the released load) the effective constants
-are the bf16-rounded values of the config, and the multiply then runs in float32 on them.
+0-d buffers created in `stats_dtype` (the model passes its load dtype, as the reference does):
+with bfloat16 the effective constants are the bf16-rounded values of the config, with float32
+the config's values; the multiply runs in float32 on them either way.
 The regularised least-squares fits are hand-written (tiny banded normal equations solved by a
 batched Cholesky); scipy has no batched torch solver with these penalties.
 """

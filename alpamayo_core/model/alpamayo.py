@@ -7,10 +7,12 @@
     action_out_proj  Linear(expert hidden -> 2)       (action_out_proj.{weight,bias})
     action_space     unicycle accel/curvature stats   (action_space.{accel,curvature}_{mean,std})
 
-Dtypes: the VLM, expert and projections are built in the compute dtype chosen at load time;
-the action-space statistics and Fourier frequencies keep `cfg.stats_dtype` (bf16 in the release,
-which reproduces the reference's effective constants). Never call `.to(dtype)` on the whole
-model: it would cast those buffers too.
+Dtypes: the VLM, expert and projections are built in the compute dtype chosen at load time.
+Two buffers follow the reference's rules instead (R1 sheet §8.4, §13.3): the action-space
+statistics take `cfg.effective_stats_dtype` (the load dtype unless overridden: fp32 load keeps
+the config's values, bf16 load rounds them), and the Fourier frequencies take `cfg.expert.dtype`
+(the release's `expert_cfg.dtype`, bf16, which the reference casts its action heads to at every
+load dtype). Never call `.to(dtype)` on the whole model: it would cast those buffers too.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ class AlpamayoR1(nn.Module):
         self.vlm = build_vlm(cfg, token_ids)
         self.expert = Expert(cfg)
         self.action_in_proj = ActionInProj(cfg.action_in_proj, cfg.expert.hidden_size,
-                                           cfg.stats_dtype)
+                                           cfg.expert.dtype)
         self.action_out_proj = make_action_out_proj(cfg.expert.hidden_size)
-        self.action_space = UnicycleActionSpace(cfg.action_space, cfg.stats_dtype)
+        self.action_space = UnicycleActionSpace(cfg.action_space, cfg.effective_stats_dtype)
 
     def denoise_step(self) -> DenoiseStep:
         """The exported unit: one velocity evaluation over an explicit prefix."""

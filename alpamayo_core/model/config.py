@@ -20,6 +20,12 @@ from typing import Any
 # VLM (Qwen3-VL) architecture
 
 
+_DTYPES = ("float32", "bfloat16", "float16")
+#: `stats_dtype` values: `auto` = the load dtype, as the reference (its action-space buffers are
+#: created under the load dtype and never cast).
+_STATS_DTYPES = ("auto", *_DTYPES)
+
+
 def _require(cond: bool, name: str, msg: str) -> None:
     if not cond:
         raise ValueError(f"{name}: {msg}")
@@ -84,7 +90,10 @@ class ExpertConfig:
     """Action expert: a Qwen3-VL text stack without embeddings over the VLM's KV cache.
 
     `layer_map[i]` is the VLM layer whose cached K/V expert layer i attends to. Empty means the
-    identity map, which needs as many expert layers as VLM layers.
+    identity map, which needs as many expert layers as VLM layers. `dtype` is `expert_cfg.dtype`
+    of the release: the reference builds its expert and action heads in it whatever the load
+    dtype (`keep_same_dtype`), so the Fourier frequencies are rounded to it; ours runs the
+    networks in the load dtype and uses `dtype` for those frequencies only.
     """
 
     hidden_size: int
@@ -95,8 +104,10 @@ class ExpertConfig:
     head_dim: int
     layer_map: tuple[int, ...] = ()
     non_causal: bool = True
+    dtype: str = "bfloat16"
 
     def __post_init__(self) -> None:
+        _require(self.dtype in _DTYPES, "expert.dtype", f"must be one of {_DTYPES}")
         for name in ("hidden_size", "intermediate_size", "num_attention_heads",
                      "num_hidden_layers", "num_key_value_heads", "head_dim"):
             _require(getattr(self, name) > 0, f"expert.{name}", "must be positive")
@@ -183,7 +194,12 @@ class FlowConfig:
 
 @dataclass(frozen=True)
 class HistoryTokenizerConfig:
-    """Delta tokenizer of the ego history: per-axis uniform bins of consecutive xyz deltas."""
+    """Delta tokenizer of the ego history: per-axis uniform bins of consecutive xyz deltas.
+
+    `dims_min`/`dims_max` are the release's `ego_xyz_min`/`ego_xyz_max` (metres per step); the
+    number of steps comes from `tokens_per_history_traj` / 3. Yaw tokens (`predict_yaw`) are not
+    supported: the released model tokenises xyz only.
+    """
 
     num_bins: int = 1000
     dims_min: tuple[float, float, float] = (-4.0, -4.0, -10.0)
@@ -207,10 +223,16 @@ class TokenConfig:
 
     traj_vocab_size: int = 4000
     future_num_bins: int = 3000
+    #: Range of the future (accel, curvature) bins (`traj_tokenizer_cfg`; training only).
+    future_dims_min: tuple[float, float] = (-10.0, -10.0)
+    future_dims_max: tuple[float, float] = (10.0, 10.0)
 
     def __post_init__(self) -> None:
         _require(0 < self.future_num_bins < self.traj_vocab_size, "tokens.future_num_bins",
                  "must be positive and below traj_vocab_size")
+        _require(all(a < b for a, b in zip(self.future_dims_min, self.future_dims_max,
+                                           strict=True)),
+                 "tokens.future_dims_min", "must be below future_dims_max on every axis")
 
 
 @dataclass(frozen=True)
@@ -254,13 +276,12 @@ class ModelConfig:
     images: ImageConfig = field(default_factory=ImageConfig)
     vlm_name_or_path: str = "Qwen/Qwen3-VL-8B-Instruct"
     dtype: str = "bfloat16"
-    stats_dtype: str = "bfloat16"
+    stats_dtype: str = "auto"
 
     def __post_init__(self) -> None:
-        _require(self.dtype in ("float32", "bfloat16", "float16"), "dtype",
-                 "must be float32, bfloat16 or float16")
-        _require(self.stats_dtype in ("float32", "bfloat16"), "stats_dtype",
-                 "must be float32 or bfloat16")
+        _require(self.dtype in _DTYPES, "dtype", f"must be one of {_DTYPES}")
+        _require(self.stats_dtype in _STATS_DTYPES, "stats_dtype",
+                 f"must be one of {_STATS_DTYPES}")
         _require(self.vision.out_hidden_size == self.text.hidden_size, "vision.out_hidden_size",
                  f"must equal text.hidden_size ({self.text.hidden_size})")
         e, t = self.expert, self.text
@@ -284,6 +305,12 @@ class ModelConfig:
     @property
     def n_waypoints(self) -> int:
         return self.action_space.n_waypoints
+
+    @property
+    def effective_stats_dtype(self) -> str:
+        """dtype of the action-space statistics: `stats_dtype`, or the load dtype for `auto`
+        (fp32 load: the config's values; bf16 load: bf16-rounded, as in the reference)."""
+        return self.dtype if self.stats_dtype == "auto" else self.stats_dtype
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
