@@ -58,7 +58,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     """Time one backend at one size over the whole sweep (runs in its own process)."""
     import torch
 
-    from alpamayo_core.backends import create_backend
+    from alpamayo_core.backends import create_backend, options_for
     from alpamayo_core.backends.synthetic import random_prefix, random_step
     from alpamayo_core.model.config import FlowConfig
     from alpamayo_core.model.flow_matching import make_noise
@@ -66,8 +66,8 @@ def run_worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     step = random_step(size_config(args.size), seed=0)
     start = time.perf_counter()
-    backend = create_backend(args.backend, step, "cpu", cache_dir=args.cache_dir,
-                             intra_op_threads=1)
+    backend = create_backend(args.backend, step, "cpu", **options_for(
+        args.backend, cache_dir=args.cache_dir, intra_op_threads=1))
     result = {"backend": backend.name, "size": args.size, "setup_s": time.perf_counter() - start,
               "params": sum(p.numel() for p in step.parameters()), "points": []}
     for samples in args.samples:

@@ -11,6 +11,7 @@ from alpamayo_core.backends import (
     BackendUnavailable,
     available_backends,
     create_backend,
+    options_for,
     resolve,
 )
 from alpamayo_core.backends.base import bucket_capacity, pad_prefix
@@ -80,7 +81,8 @@ def test_full_plan_parity_on_a_smooth_field(tmp_path):
     flow = FlowConfig(num_steps=10)
     plans = {}
     for name in ("torch", "onnxruntime", "torch_static"):
-        with create_backend(name, step, "cpu", cache_dir=tmp_path) as backend:
+        with create_backend(name, step, "cpu", **options_for(name, cache_dir=tmp_path)) \
+                as backend:
             backend.bind(prefix)
             plans[name] = backend.sample(noise, flow)
     assert (plans["torch"] - noise).abs().max() > 1e-2  # the flow moved the samples
@@ -133,7 +135,9 @@ def test_registry_and_auto_resolution_on_cpu(step):
     assert resolve("torch", "cpu") == "torch"
     with pytest.raises(ValueError, match="unknown expert backend"):
         resolve("tvm", "cpu")
-    backend = create_backend("torch", step, "cpu", intra_op_threads=1)  # unused option: ignored
+    with pytest.raises(ValueError, match=r"option\(s\) \['intra_op_threads'\]"):
+        create_backend("torch", step, "cpu", intra_op_threads=1)  # not the torch backend's
+    backend = create_backend("torch", step, "cpu")
     assert backend.name == "torch"
     with pytest.raises(RuntimeError, match="bind"):
         backend.velocity(*inputs(1))

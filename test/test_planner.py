@@ -106,7 +106,10 @@ def test_bfloat16_load_plans_on_the_static_backend_and_ort_says_why_not(tiny_mod
     plan = bf16.plan(straight_inputs(), seed=0)
     assert np.isfinite(plan.xyz_m).all() and plan.backend == "torch_static"
     with pytest.raises(BackendUnavailable, match="bfloat16"):
-        Planner(bf16.loaded, sampling, backend="onnxruntime")
+        Planner(bf16.loaded, sampling, backend="onnxruntime", backend_fallback=False)
+    fallen = Planner(bf16.loaded, sampling, backend="onnxruntime")  # fallback by default
+    assert fallen.backend_name == "torch_static" and fallen.backend_selection.fell_back
+    assert "onnxruntime: rejected" in fallen.backend_selection.diagnostic_values()["trials"]
 
 
 @pytest.mark.gpu
@@ -124,3 +127,13 @@ def test_full_plan_on_cuda_in_bf16(tiny_model_dir, backend):
     np.testing.assert_allclose(plan.xyz_m, again.xyz_m, atol=1e-3)
     v0 = plan.speed_mps[:, 0] - plan.accel_mps2[:, 0] * 0.1
     np.testing.assert_allclose(v0, SPEED_MPS, atol=0.1)
+
+
+def test_unseeded_plan_leaves_torch_global_rng_alone(planner):
+    torch.manual_seed(1234)
+    expected = torch.rand(4)
+    torch.manual_seed(1234)
+    a = planner.plan(straight_inputs())
+    b = planner.plan(straight_inputs())
+    assert torch.equal(torch.rand(4), expected)  # neither read nor reseeded
+    assert not np.array_equal(a.xyz_m, b.xyz_m)  # still a fresh draw per plan

@@ -1,16 +1,18 @@
 """Expert backends behind one interface, and the registry that picks one.
 
-    backend = create_backend(resolve("auto", device), step, device)
+    backend = create_backend("auto", step, device)   # or select(...) for the trial record
     backend.bind(prefix)                   # once per plan
     x1 = backend.sample(noise, flow_cfg)   # or backend.velocity(x, t) per solver step
 
 Names: "torch" (eager), "torch_static" (eager over static prefix buffers, any device),
 "torch_cuda_graph" (CUDA only), "onnxruntime" (CPU EP, CUDA EP where installed), "tensorrt"
-(CUDA + the TensorRT Python package). "auto" resolves to the fastest available: on CPU
-torch_static (fastest at the released ~3k-token prompts; onnxruntime wins only on short
-prefixes, see bench/expert.py), on CUDA tensorrt > torch_cuda_graph > torch_static > torch.
-Backend modules are imported lazily so a missing optional package only affects its own
-backend.
+(CUDA + the TensorRT Python package). "auto" (`select`) tries the available ones fastest
+first: on CPU torch_static (fastest at the released ~3k-token prompts; onnxruntime wins only on
+short prefixes, see bench/expert.py), on CUDA tensorrt > torch_cuda_graph > torch_static >
+torch, and keeps the first that passes a parity self-check against the eager step
+(`selection`); `resolve` only names the preferred available one. Options are checked: an option
+the backend does not take is an error, never silently dropped. Backend modules are imported
+lazily so a missing optional package only affects its own backend.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import logging
 import torch
 
 from alpamayo_core.backends.base import BackendUnavailable, ExpertBackend
+from alpamayo_core.backends.selection import BackendSelection, select_backend
 from alpamayo_core.model.denoise_step import DenoiseStep
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "BackendUnavailable", "ExpertBackend", "available_backends",
-           "create_backend", "resolve"]
+__all__ = ["BACKENDS", "BackendSelection", "BackendUnavailable", "ExpertBackend",
+           "available_backends", "backend_class", "backend_options", "create_backend",
+           "options_for", "resolve", "select"]
 
 #: name -> (module, class) under alpamayo_core.backends.
 BACKENDS = {
@@ -84,20 +88,76 @@ def resolve(name: str, device: torch.device | str) -> str:
     return name
 
 
+def backend_class(name: str) -> type[ExpertBackend]:
+    """The class of backend `name` (imports its module)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown expert backend {name!r}; choose 'auto' or one of "
+                         f"{sorted(BACKENDS)}")
+    module_name, class_name = BACKENDS[name]
+    return getattr(importlib.import_module(f"alpamayo_core.backends.{module_name}"), class_name)
+
+
+def backend_options(name: str) -> frozenset[str]:
+    """Keyword options backend `name` takes: its constructor's named keywords plus the names
+    it forwards to a spec (`ExpertBackend.SPEC_OPTIONS`, e.g. TensorRT's `EngineSpec`)."""
+    cls = backend_class(name)
+    params = inspect.signature(cls.__init__).parameters.values()
+    named = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return frozenset((named - {"self", "step", "device"}) | set(cls.SPEC_OPTIONS))
+
+
+def options_for(name: str, **opts) -> dict:
+    """The subset of `opts` backend `name` takes: for callers that share one option set across
+    named backends on purpose (benchmarks, comparisons)."""
+    taken = backend_options(name)
+    return {k: v for k, v in opts.items() if k in taken}
+
+
+def _check_options(names: list[str], opts: dict) -> None:
+    """ValueError for options none of `names` takes (a typo must never be silently dropped)."""
+    known = set().union(*(backend_options(n) for n in names))
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"unknown expert backend option(s) {unknown} for {names}; "
+                         f"known: {sorted(known)}")
+
+
 def create_backend(name: str, step: DenoiseStep, device: torch.device | str,
                    **opts) -> ExpertBackend:
-    """Build backend `name` ("auto" allowed) for `step` on `device`.
+    """Build backend `name` for `step` on `device`, with keyword options `opts`.
 
-    `opts` are keyword options of the backend classes (e.g. `cache_dir`, `intra_op_threads`,
-    `precision`); those the chosen class does not take are dropped (logged), so one option set
-    serves every backend "auto" may pick. Raises BackendUnavailable (a RuntimeError) saying what
-    is missing when the backend cannot run here.
+    Every option must be one the backend takes (`backend_options`), else ValueError; they all
+    reach it. "auto" is `select("auto", ...)`: the first available backend that passes its
+    parity self-check. Raises BackendUnavailable (a RuntimeError) saying what is missing when
+    the backend cannot run here.
     """
-    resolved = resolve(name, device)
-    module_name, class_name = BACKENDS[resolved]
-    cls = getattr(importlib.import_module(f"alpamayo_core.backends.{module_name}"), class_name)
-    accepted = inspect.signature(cls.__init__).parameters
-    unused = sorted(set(opts) - set(accepted))
-    if unused:
-        logger.debug("backend %s ignores options %s", resolved, unused)
-    return cls(step, device, **{k: v for k, v in opts.items() if k in accepted})
+    if name == "auto":
+        return select(name, step, device, **opts).backend
+    _check_options([name], opts)
+    return backend_class(name)(step, device, **opts)
+
+
+def select(name: str, step: DenoiseStep, device: torch.device | str, *,
+           fallback: bool = True, n_action: int = 64, **opts) -> BackendSelection:
+    """Backend `name` ("auto" allowed) after a parity self-check against the torch step.
+
+    "auto" tries the available backends fastest first and keeps the first that builds and
+    passes. A named backend that fails to build or to pass is replaced by the next of the auto
+    order when `fallback` (the selection says so), else BackendUnavailable. `opts` are shared:
+    each candidate gets the options it takes; an option no candidate takes is a ValueError.
+    """
+    device = torch.device(device)
+    order = available_backends(device)
+    if name == "auto":
+        candidates = order
+    else:
+        backend_class(name)  # ValueError for an unknown name
+        candidates = [name, *(n for n in order if n != name)] if fallback else [name]
+    if not candidates:
+        raise BackendUnavailable(f"no expert backend can run on {device}")
+    _check_options(list(BACKENDS), opts)
+
+    def build(candidate: str) -> ExpertBackend:
+        return backend_class(candidate)(step, device, **options_for(candidate, **opts))
+
+    return select_backend(candidates, build, step, n_action=n_action)

@@ -84,6 +84,8 @@ class ExpertBackend(abc.ABC):
     """Velocity of the flow at (x, t) for the prefix bound last."""
 
     name: ClassVar[str]
+    #: Option names forwarded to a spec through **kwargs (checked by `backend_options`).
+    SPEC_OPTIONS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, step: DenoiseStep, device: torch.device | str):
         self.step = step

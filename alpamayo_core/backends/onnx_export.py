@@ -114,14 +114,19 @@ def _weight_bytes(module: torch.nn.Module) -> int:
 
 
 def cached_export(step: DenoiseStep, cache_dir: str | Path | None = None,
-                  exporter: str = "legacy", n_action: int = N_ACTION) -> Path:
-    """The step's ONNX file under `cache_dir/onnx/<model hash>-<exporter>-.../`, exported once.
+                  exporter: str = "legacy", n_action: int = N_ACTION,
+                  model_key: str | None = None) -> Path:
+    """The step's ONNX file under `cache_dir/onnx/<model key>-<exporter>-.../`, exported once.
 
-    The key covers the weights, the exporter and opset, the torch version and T, so a changed
-    model or toolchain never reuses a stale graph. The export goes to a temporary folder that is
-    renamed into place, so an interrupted export leaves no half-written entry.
+    The key covers the weights (`model_key`, e.g. the planner's model id, else a hash of the
+    weights, which copies them to the CPU), the dtype, the exporter and opset, the torch version
+    and T, so a changed model or toolchain never reuses a stale graph. The export goes to a
+    temporary folder that is renamed into place, so an interrupted export leaves no
+    half-written entry.
     """
-    key = (f"{model_hash(step)}-{exporter}-op{OPSET.get(exporter, 0)}-T{n_action}"
+    weights = (model_key or model_hash(step)).replace("/", "_").replace("@", "-")
+    dtype = str(next(step.parameters()).dtype).removeprefix("torch.")
+    key = (f"{weights}-{dtype}-{exporter}-op{OPSET.get(exporter, 0)}-T{n_action}"
            f"-torch{torch.__version__.split('+')[0]}")
     folder = Path(cache_dir or default_cache_dir()) / "onnx" / key
     if (folder / FILE_NAME).is_file():

@@ -8,21 +8,29 @@ optimization profiles, timing cache; runtime `set_input_shape` / `set_tensor_add
 `execute_async_v3`). It has NOT been executed: TensorRT cannot be installed on the machines of
 this project (environment.md), so it is kept small and fails early with `BackendUnavailable`.
 
-Build: one optimization profile over B in [1, max_batch] and P in [min_prefix, max_prefix]
-(opt at `opt_batch`, `opt_prefix`); precision via builder flags (fp16 / bf16 / fp8, weakly typed
-network) or, with `strongly_typed` (always on TensorRT >= 11), from the ONNX dtypes. FP8 only
+Build (offline, `alpamayo-export trt`, or `build_missing=True`): one optimization profile over B
+in [1, max_batch] and P in [min_prefix, max_prefix] (opt at `opt_batch`, `opt_prefix`).
+Precision: `auto` = bf16 where the GPU has bf16 (compute capability >= 8.0; the weights are
+bf16-trained, fp16 risks overflow), else fp32; fp16 and fp8 only when asked for. A weakly typed
+network gets the builder flag of the precision; a strongly typed one (`strongly_typed`, always
+on TensorRT >= 11) computes in the ONNX's dtypes, so there the precision must equal the
+exported step's dtype (or be `auto`), else ValueError: it is never silently ignored. FP8 only
 takes effect on an ONNX with Q/DQ nodes (e.g. from ModelOpt); a plain export is warned about.
-Engines are cached under `cache_dir/tensorrt/` keyed by model hash + GPU + compute capability +
-TensorRT version + build spec, next to one timing cache file per GPU and TensorRT version.
-Runtime: the per-plan prefix tensors are bound by address once; each step copies x and t into
-bound buffers and enqueues on torch's current CUDA stream.
+Engines are cached under `cache_dir/tensorrt/` keyed by model key (the planner passes the model
+id, a cheap fingerprint; without one the weights are hashed, which copies them to the CPU) +
+GPU + compute capability + TensorRT version + build spec, next to one timing cache file per GPU
+and TensorRT version. At run time a missing engine is `EngineNotBuilt` (a BackendUnavailable
+naming the command that builds it): the node never builds engines inside `on_configure`.
+Runtime: everything runs under `torch.cuda.device(device)` (the device index is honoured); the
+per-plan prefix tensors are bound by address once; each step copies x and t into bound buffers
+and enqueues on torch's current CUDA stream of that device.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -40,6 +48,32 @@ from alpamayo_core.model.expert import ExpertPrefix
 logger = logging.getLogger(__name__)
 
 PRECISION_FLAGS = {"fp32": (), "fp16": ("FP16",), "bf16": ("BF16",), "fp8": ("FP8", "FP16")}
+PRECISIONS = ("auto", *PRECISION_FLAGS)
+_PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+class EngineNotBuilt(BackendUnavailable):
+    """No cached engine for this model, GPU, TensorRT version and spec."""
+
+
+def resolve_precision(precision: str, capability: tuple[int, int]) -> str:
+    """`auto` -> bf16 on GPUs with bf16 (compute capability >= 8.0), else fp32; others as is."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if capability >= (8, 0) else "fp32"
+
+
+def check_strongly_typed(precision: str, step_dtype: torch.dtype) -> None:
+    """A strongly typed network computes in the ONNX's dtypes: `precision` must name them."""
+    exported = _PRECISION_OF_DTYPE.get(step_dtype)
+    if precision not in ("auto", exported):
+        raise ValueError(
+            f"precision {precision!r} cannot apply to a strongly typed TensorRT network (always "
+            f"on TensorRT >= 11): it computes in the exported step's dtype ({step_dtype}, "
+            f"i.e. {exported!r}). Load the model in the dtype you want, use precision 'auto' "
+            "or, on TensorRT 10, strongly_typed=False")
 
 
 def import_tensorrt():
@@ -61,7 +95,7 @@ def import_tensorrt():
 class EngineSpec:
     """Precision and the optimization profile of one engine."""
 
-    precision: str = "fp16"
+    precision: str = "auto"
     max_batch: int = 6
     opt_batch: int = 1
     min_prefix: int = 16
@@ -71,9 +105,8 @@ class EngineSpec:
     strongly_typed: bool = False
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISION_FLAGS:
-            raise ValueError(f"precision must be one of {sorted(PRECISION_FLAGS)}, "
-                             f"got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 1 <= self.opt_batch <= self.max_batch:
             raise ValueError(f"opt_batch must lie in [1, max_batch={self.max_batch}], "
                              f"got {self.opt_batch}")
@@ -104,12 +137,20 @@ def _gpu_tag(device: torch.device) -> str:
     return f"{props.name.replace(' ', '_')}-sm{props.major}{props.minor}"
 
 
+def is_strongly_typed(spec: EngineSpec) -> bool:
+    """TensorRT >= 11 builds strongly typed networks only."""
+    return spec.strongly_typed or int(import_tensorrt().__version__.split(".")[0]) >= 11
+
+
 def build_engine(onnx_path: str | Path, spec: EngineSpec, timing_cache: Path) -> bytes:
-    """Serialized engine for `onnx_path`; reads and updates the timing cache file."""
+    """Serialized engine for `onnx_path` (`spec.precision` resolved, not `auto`); reads and
+    updates the timing cache file."""
     trt = import_tensorrt()
+    if spec.precision == "auto":
+        raise ValueError("build_engine needs a resolved precision (resolve_precision)")
     log = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(log)
-    strongly_typed = spec.strongly_typed or int(trt.__version__.split(".")[0]) >= 11
+    strongly_typed = is_strongly_typed(spec)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, log)
@@ -150,24 +191,47 @@ def _has_qdq(network) -> bool:
     return any(network.get_layer(i).type in quant for i in range(network.num_layers))
 
 
+def resolved_spec(spec: EngineSpec, step: DenoiseStep, device: torch.device) -> EngineSpec:
+    """`spec` with its precision resolved for `device` and checked against the network type."""
+    precision = resolve_precision(spec.precision, torch.cuda.get_device_capability(device))
+    if is_strongly_typed(spec):
+        check_strongly_typed(spec.precision, next(step.parameters()).dtype)
+        precision = _PRECISION_OF_DTYPE[next(step.parameters()).dtype]
+    return replace(spec, precision=precision)
+
+
 def engine_path(step: DenoiseStep, spec: EngineSpec, device: torch.device,
-                cache_dir: str | Path | None = None) -> tuple[Path, Path]:
-    """(engine file, timing-cache file) for this model, build spec, GPU and TensorRT."""
+                cache_dir: str | Path | None = None,
+                model_key: str | None = None) -> tuple[Path, Path]:
+    """(engine file, timing-cache file) for this model, build spec, GPU and TensorRT.
+
+    `model_key` identifies the weights cheaply (the planner's model id); without it the
+    weights are hashed (copies them to the CPU: offline use only).
+    """
     trt = import_tensorrt()
     tag = f"{_gpu_tag(device)}-trt{trt.__version__}"
     spec_hash = hashlib.sha256(repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
     root = Path(cache_dir or default_cache_dir()) / "tensorrt"
-    return root / f"{model_hash(step)}-{tag}-{spec_hash}.engine", root / f"timing-{tag}.cache"
+    key = (model_key or model_hash(step)).replace("/", "_").replace("@", "-")
+    return root / f"{key}-{tag}-{spec_hash}.engine", root / f"timing-{tag}.cache"
 
 
 def load_or_build(step: DenoiseStep, spec: EngineSpec, device: torch.device,
                   cache_dir: str | Path | None = None, onnx_path: str | Path | None = None,
-                  n_action: int = N_ACTION) -> Path:
-    """The cached engine file, building it (and exporting the ONNX) on a miss."""
-    engine_file, timing_file = engine_path(step, spec, device, cache_dir)
+                  n_action: int = N_ACTION, model_key: str | None = None,
+                  build_missing: bool = True) -> Path:
+    """The cached engine file for a resolved `spec`; on a miss, build it (exporting the ONNX)
+    when `build_missing`, else EngineNotBuilt naming the command that builds it."""
+    engine_file, timing_file = engine_path(step, spec, device, cache_dir, model_key)
+    if not engine_file.is_file() and not build_missing:
+        raise EngineNotBuilt(
+            f"no TensorRT engine at {engine_file} (precision {spec.precision}, max_batch "
+            f"{spec.max_batch}, max_prefix {spec.max_prefix}); build it once, offline, with "
+            f"`alpamayo-export trt --model <model folder> --device {device} --precision "
+            f"{spec.precision} --max-batch {spec.max_batch} --max-prefix {spec.max_prefix}`")
     if not engine_file.is_file():
         onnx = Path(onnx_path) if onnx_path else cached_export(step, cache_dir, "legacy",
-                                                                n_action)
+                                                                n_action, model_key)
         logger.info("building TensorRT engine %s from %s", engine_file, onnx)
         plan = build_engine(onnx, spec, timing_file)
         tmp = engine_file.with_suffix(".tmp")
@@ -179,29 +243,36 @@ def load_or_build(step: DenoiseStep, spec: EngineSpec, device: torch.device,
 class TensorRTBackend(ExpertBackend):
     """A TensorRT engine over the exported step, bound to torch CUDA tensors.
 
-    Options: `precision` ("fp16", "bf16", "fp8", "fp32"), `max_batch`, `opt_batch`,
+    Options: `precision` ("auto", "bf16", "fp16", "fp8", "fp32"), `max_batch`, `opt_batch`,
     `min_prefix`, `opt_prefix`, `max_prefix`, `strongly_typed`, `workspace_gib` (see
-    `EngineSpec`), `cache_dir`, `onnx_path`, `n_action`.
+    `EngineSpec`), `cache_dir`, `onnx_path`, `n_action`, `model_key` (cheap cache key, see
+    `engine_path`), `build_missing` (False: a missing engine is EngineNotBuilt).
     """
 
     name = "tensorrt"
+    SPEC_OPTIONS = tuple(f.name for f in fields(EngineSpec))
 
     def __init__(self, step: DenoiseStep, device: torch.device | str = "cuda", *,
                  cache_dir: str | Path | None = None, onnx_path: str | Path | None = None,
-                 n_action: int = N_ACTION, **spec: object):
+                 n_action: int = N_ACTION, model_key: str | None = None,
+                 build_missing: bool = False, **spec: object):
+        self.spec = EngineSpec(**spec)  # options are validated before anything else
         trt = import_tensorrt()
         device = torch.device(device)
         if device.type != "cuda" or not torch.cuda.is_available():
             raise BackendUnavailable(f"tensorrt needs a CUDA device, got {device}")
         super().__init__(step, device)
-        self.spec = EngineSpec(**spec)
-        path = load_or_build(step, self.spec, device, cache_dir, onnx_path, n_action)
-        self._log = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._log)
-        self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-        if self.engine is None:
-            raise RuntimeError(f"TensorRT could not deserialize {path}; delete it to rebuild")
-        self.context = self.engine.create_execution_context()
+        with torch.cuda.device(device):
+            self.spec = resolved_spec(self.spec, step, device)
+            path = load_or_build(step, self.spec, device, cache_dir, onnx_path, n_action,
+                                 model_key, build_missing)
+            self._log = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(self._log)
+            self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+            if self.engine is None:
+                raise RuntimeError(f"TensorRT could not deserialize {path}; delete it and "
+                                   "rebuild it with `alpamayo-export trt`")
+            self.context = self.engine.create_execution_context()
         self._dtypes = self._check_io(trt)
 
     def _check_io(self, trt) -> dict[str, torch.dtype]:
@@ -247,9 +318,10 @@ class TensorRTBackend(ExpertBackend):
         self.check_batch(x)
         self._buffers[0].copy_(x)
         self._buffers[1].copy_(t)
-        stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream(self.device)
+            if not self.context.execute_async_v3(stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
         return self._out.float().clone()
 
     def close(self) -> None:

@@ -22,7 +22,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from alpamayo_core.backends import BackendUnavailable, available_backends, create_backend
+from alpamayo_core.backends import (
+    BackendUnavailable,
+    available_backends,
+    create_backend,
+    options_for,
+)
 from alpamayo_core.backends.onnx_export import EXPORTERS, FILE_NAME, OPSET, export_step, model_hash
 from alpamayo_core.backends.synthetic import random_prefix
 from alpamayo_core.model.config import FlowConfig
@@ -105,7 +110,8 @@ def compare(step, device: str, batch: int, prefix_len: int, n_action: int, steps
     outputs = {}
     for name in ["torch", *[b for b in backends if b != "torch"]]:
         try:
-            with create_backend(name, step, device, cache_dir=cache_dir) as backend:
+            opts = options_for(name, cache_dir=cache_dir)
+            with create_backend(name, step, device, **opts) as backend:
                 backend.bind(prefix)
                 outputs[name] = (backend.velocity(noise, t), backend.sample(noise, flow))
         except BackendUnavailable as err:

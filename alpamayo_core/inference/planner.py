@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from alpamayo_core.backends import ExpertBackend, create_backend
+from alpamayo_core.backends import BackendSelection, ExpertBackend, select
 from alpamayo_core.inference.plan import Plan, PlanInputs
 from alpamayo_core.inference.reasoning import Phase1Result, SamplingConfig, generate_reasoning
 from alpamayo_core.inference.selection import select_medoid
@@ -42,9 +43,19 @@ class Planner:
     """Runs Alpamayo-R1 plans on one device. Not thread-safe: one `plan` call at a time."""
 
     def __init__(self, loaded: LoadedModel, sampling: SamplingConfig | None = None,
-                 flow: FlowConfig | None = None, backend: str | ExpertBackend = "auto"):
-        """`backend`: an expert backend name ("auto" = fastest available on the model's
-        device, see `alpamayo_core.backends`) or an already built `ExpertBackend` to share."""
+                 flow: FlowConfig | None = None, backend: str | ExpertBackend = "auto",
+                 backend_options: dict[str, object] | None = None,
+                 backend_fallback: bool = True,
+                 backend_selection: BackendSelection | None = None):
+        """`backend`: an expert backend name or an already built `ExpertBackend` to share.
+
+        A name goes through `backends.select`: "auto" = the fastest available backend on the
+        model's device that passes a parity self-check against the eager torch step; a named
+        one is checked too and, when it fails or cannot be built, replaced by the next of the
+        auto order if `backend_fallback`, else BackendUnavailable. `backend_options` reach the
+        backends (an option no backend takes is a ValueError). `backend_selection` records how
+        the backend was chosen (kept when sharing a backend).
+        """
         self.loaded = loaded
         self.cfg = loaded.cfg
         self.sampling = sampling or SamplingConfig()
@@ -53,10 +64,13 @@ class Planner:
         self._history_tokenizer = HistoryDeltaTokenizer(self.cfg.history_tokenizer,
                                                         loaded.token_ids.hist_token_start)
         if isinstance(backend, ExpertBackend):
-            self._expert = backend
+            self._expert, self.backend_selection = backend, backend_selection
         else:
-            self._expert = create_backend(backend, self._model.denoise_step(),
-                                          self._model.device)
+            options = {"model_key": loaded.model_id, **(backend_options or {})}
+            self.backend_selection = select(
+                backend, self._model.denoise_step(), self._model.device,
+                fallback=backend_fallback, n_action=self.cfg.n_waypoints, **options)
+            self._expert = self.backend_selection.backend
         LOG.info("expert backend: %s", self._expert.name)
 
     @classmethod
@@ -80,7 +94,8 @@ class Planner:
     def with_settings(self, sampling: SamplingConfig | None = None,
                       flow: FlowConfig | None = None) -> Planner:
         """A planner sharing this one's weights with other sampling/flow settings."""
-        return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert)
+        return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert,
+                       backend_selection=self.backend_selection)
 
     def _ms_since(self, start: float) -> float:
         return (device_clock(self.device) - start) * 1e3
@@ -131,7 +146,8 @@ class Planner:
 
         Args:
             inputs: validated by `validate`.
-            seed: fixes reasoning sampling and flow noise (random when None).
+            seed: fixes reasoning sampling and flow noise (when None, a fresh seed from
+                `secrets`: torch's global RNG is neither read nor reseeded).
             noise: (B, T, 2) flow noise at t=0, overriding the seeded draw.
             logits_processor: an HF `LogitsProcessor` applied during reasoning after the
                 `<iN>` mask (constrained or forced decoding, e.g. a fixed reasoning).
@@ -142,7 +158,7 @@ class Planner:
         prompt = self.preprocess(inputs)
         timings["preprocess"] = self._ms_since(start)
         generator = torch.Generator(self.device)
-        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+        generator.manual_seed(seed if seed is not None else secrets.randbits(63))
         phase1 = generate_reasoning(self._model.vlm, prompt, self.loaded.token_ids,
                                     self.sampling, tokenizer=self.loaded.tokenizer,
                                     generator=generator, logits_processor=logits_processor)

@@ -21,6 +21,7 @@ mRoPE reduces to ordinary RoPE at those positions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -222,5 +223,18 @@ class Expert(nn.Module):
         q, k, v = project_qkv(attn, hidden, cos, sin)
         k = repeat_kv(torch.cat([k_prefix.to(k.dtype), k], dim=2), attn.num_key_value_groups)
         v = repeat_kv(torch.cat([v_prefix.to(v.dtype), v], dim=2), attn.num_key_value_groups)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scaling)
+        out = attention(q, k, v, bias, attn.scaling)
         return attn.o_proj(out.transpose(1, 2).reshape(batch, n_act, -1))  # (B, T, E)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+              scale: float) -> torch.Tensor:
+    """`F.scaled_dot_product_attention` (non-causal, additive bias) with softmax scale `scale`.
+
+    The scale is passed only when it differs from SDPA's default 1/sqrt(D): the legacy ONNX
+    exporter crashes on an explicit scale with bf16 inputs ("ScalarType ComplexDouble is an
+    unexpected tensor scalar type"), and Qwen3's scaling is exactly that default.
+    """
+    default = 1.0 / math.sqrt(q.shape[-1])
+    explicit = None if math.isclose(scale, default, rel_tol=1e-12) else scale
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=explicit)
