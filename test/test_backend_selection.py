@@ -214,3 +214,12 @@ def test_bf16_step_exports_with_the_legacy_exporter_and_runs_in_onnxruntime(tmp_
     torch.testing.assert_close(got, in_fp32, rtol=0, atol=1e-4)
     cosine = torch.nn.functional.cosine_similarity(got.flatten(), in_bf16.flatten(), dim=0)
     assert cosine > 0.999 and (got - in_bf16).abs().max() < 0.05 * in_bf16.abs().max()
+
+
+def test_offline_engine_build_command_fails_clearly_without_tensorrt(tiny_model_dir, capsys):
+    from alpamayo_core.cli.export import main, parse_args
+
+    args = parse_args(["trt", "--model", str(tiny_model_dir)])
+    assert (args.command, args.device, args.precision) == ("trt", "cuda", "auto")
+    assert main(["trt", "--model", str(tiny_model_dir), "--device", "cpu"]) == 2
+    assert "TensorRT Python package is not importable" in capsys.readouterr().err

@@ -185,3 +185,41 @@ def test_configure_fails_cleanly_on_a_corrupt_checkpoint(tmp_path, monkeypatch):
     finally:
         rclpy.shutdown(context=context)
 
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_unusable_named_backend_fails_configure_or_falls_back(tiny_model_dir, tmp_path,
+                                                              monkeypatch, fallback):
+    """In-process lifecycle: tensorrt cannot be built on CPU (no TensorRT, no GPU)."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from alpamayo_ros.node import messages
+    from alpamayo_ros.node.alpamayo_node import AlpamayoNode
+    from alpamayo_ros.node.node_status import backend_status
+
+    domain = next_domain_id()
+    for key, value in ros_env(domain, tmp_path / "roslog").items():
+        if key.startswith("ROS_"):
+            monkeypatch.setenv(key, value)
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "-p", f"model_dir:={tiny_model_dir}", "-p",
+                     "autostart:=false", "-p", "backend:=tensorrt", "-p",
+                     f"backend_fallback:={str(fallback).lower()}", "-p",
+                     "warmup_on_configure:=false"], context=context, domain_id=domain)
+    try:
+        node = AlpamayoNode(context=context)
+        result = node.trigger_configure()
+        if not fallback:
+            assert result == TransitionCallbackReturn.FAILURE
+        else:
+            assert result == TransitionCallbackReturn.SUCCESS
+            selection = node._planner.backend_selection
+            status = backend_status(node._planner.backend_name, selection)
+            assert status.level == bytes([messages.DIAG_WARN])
+            assert status.message.startswith("fell back to torch_static: tensorrt: rejected: "
+                                             "BackendUnavailable")
+            node.trigger_cleanup()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

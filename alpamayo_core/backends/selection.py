@@ -31,6 +31,15 @@ logger = logging.getLogger(__name__)
 CHECK_BATCH, CHECK_PREFIX_LEN, CHECK_SEED = 1, 48, 0
 
 
+class NoBackendPassed(BackendUnavailable):
+    """Every candidate failed to build or its parity check; `trials` says how."""
+
+    def __init__(self, trials: tuple[BackendTrial, ...]):
+        super().__init__("no expert backend passed its self-check: "
+                         + "; ".join(t.summary() for t in trials))
+        self.trials = trials
+
+
 @dataclass(frozen=True)
 class ParityTolerance:
     """Pass rule: cosine >= `min_cosine` and max |v - v_ref| <= `max_rel_err` * max |v_ref|."""
@@ -181,7 +190,7 @@ def select_backend(candidates: Sequence[str], build: Callable[[str], ExpertBacke
                    n_action: int = 64) -> BackendSelection:
     """The first of `candidates` that builds and passes its parity check.
 
-    Raises BackendUnavailable listing every rejection when none passes.
+    Raises NoBackendPassed (a BackendUnavailable) listing every rejection when none passes.
     """
     if not candidates:
         raise ValueError("select_backend needs at least one candidate backend")
@@ -194,5 +203,4 @@ def select_backend(candidates: Sequence[str], build: Callable[[str], ExpertBacke
         log("expert backend %s", trial.summary())
         if trial.passed:
             return BackendSelection(trial.backend, tuple(trials))
-    raise BackendUnavailable("no expert backend passed its self-check: "
-                             + "; ".join(t.summary() for t in trials))
+    raise NoBackendPassed(tuple(trials))

@@ -1,9 +1,14 @@
-"""`alpamayo-export`: export the denoise step to ONNX (optionally a TensorRT engine), and
-`alpamayo-export compare`: parity of every available backend against eager PyTorch.
+"""`alpamayo-export`: export the denoise step to ONNX; `alpamayo-export trt`: build the TensorRT
+engine the node loads; `alpamayo-export compare`: parity of every backend against eager torch.
 
     alpamayo-export --model DIR --out DIR [--exporter legacy|dynamo]
-                    [--tensorrt --precision fp16|bf16|fp8]
+    alpamayo-export trt --model DIR [--device cuda:0] [--precision auto|bf16|fp16|fp8|fp32]
+                        [--max-batch 6] [--max-prefix 4096] [--cache-dir DIR]
     alpamayo-export compare --model DIR [--device cpu] [--prefix-len 256] [--batch 2]
+
+`trt` is the offline step: it exports the step, builds the engine into the cache
+(`$ALPAMAYO_CACHE/tensorrt`, keyed by the model id, GPU, TensorRT version and build spec) and
+checks it against torch; the node and the `Planner` only load engines from there.
 
 `compare` feeds every backend the same seeded prefix (random K/V of the model's shapes) and
 noise, and reports max abs error and cosine similarity against `torch` for one step and for a
@@ -30,6 +35,7 @@ from alpamayo_core.backends import (
 )
 from alpamayo_core.backends.onnx_export import EXPORTERS, FILE_NAME, OPSET, export_step, model_hash
 from alpamayo_core.backends.synthetic import random_prefix
+from alpamayo_core.backends.tensorrt_backend import PRECISIONS, EngineSpec
 from alpamayo_core.model.config import FlowConfig
 from alpamayo_core.model.denoise_step import OUTPUT_NAMES, input_names
 from alpamayo_core.model.flow_matching import make_noise
@@ -56,7 +62,6 @@ def check_onnx(path: Path, num_layers: int) -> list[str]:
 
 def run_export(args: argparse.Namespace) -> int:
     stages = ["load model", f"export ({args.exporter})", "check graph"]
-    stages += ["build TensorRT engine"] if args.tensorrt else []
     out = Path(args.out)
     with tqdm(total=len(stages), unit="stage", file=sys.stdout) as bar:
         def advance(stage: str) -> None:
@@ -79,18 +84,31 @@ def run_export(args: argparse.Namespace) -> int:
                     "n_action": n_action, "inputs": names, "outputs": list(OUTPUT_NAMES),
                     "dynamic": {"B": "batch", "P": "prefix length"},
                     "dtype": str(next(step.parameters()).dtype), "export_s": export_s}
-        if args.tensorrt:
-            advance(stages[3])
-            from alpamayo_core.backends.tensorrt_backend import EngineSpec, load_or_build
-
-            spec = EngineSpec(precision=args.precision, max_batch=args.max_batch,
-                              max_prefix=args.max_prefix)
-            engine = load_or_build(step, spec, torch.device(args.device), out, path, n_action)
-            manifest["tensorrt_engine"] = str(engine)
-            bar.update()
     (out / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {path} ({len(names)} inputs, {export_s:.1f} s) and {out / 'export.json'}")
     return 0
+
+
+def run_trt(args: argparse.Namespace) -> int:
+    """Build (or find) the engine for the model on the device, then check it against torch."""
+    from alpamayo_core.backends.selection import ParityTolerance, parity_check
+    from alpamayo_core.backends.tensorrt_backend import TensorRTBackend
+
+    loaded, step = _load(args.model, args.device, args.dtype)
+    start = time.perf_counter()
+    backend = TensorRTBackend(step, args.device, cache_dir=args.cache_dir,
+                              n_action=loaded.cfg.n_waypoints, model_key=loaded.model_id,
+                              build_missing=True, precision=args.precision,
+                              max_batch=args.max_batch, max_prefix=args.max_prefix)
+    build_s = time.perf_counter() - start
+    parity = parity_check(backend, step, loaded.cfg.n_waypoints)
+    passed = parity.passes(ParityTolerance.for_dtype(next(step.parameters()).dtype))
+    print(f"engine for {loaded.model_id} on {args.device}: precision {backend.spec.precision}, "
+          f"B <= {backend.spec.max_batch}, P <= {backend.spec.max_prefix}, {build_s:.1f} s; "
+          f"parity vs torch: max_abs_err {parity.max_abs_err:.3g}, cosine {parity.cosine:.6f}"
+          f" -> {'passed' if passed else 'FAILED'}")
+    backend.close()
+    return 0 if passed else 1
 
 
 def _errors(ref: torch.Tensor, got: torch.Tensor) -> dict[str, float]:
@@ -145,9 +163,10 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    is_compare = bool(argv) and argv[0] == "compare"
+    command = argv[0] if argv and argv[0] in ("compare", "trt") else "export"
+    is_compare = command == "compare"
     parser = argparse.ArgumentParser(
-        prog="alpamayo-export" + (" compare" if is_compare else ""),
+        prog="alpamayo-export" + ("" if command == "export" else f" {command}"),
         description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model folder (see alpamayo-make-tiny)")
     parser.add_argument("--device", default="cpu")
@@ -161,20 +180,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.add_argument("--cache-dir", help="export/engine cache (default ~/.cache)")
         parser.add_argument("--json", help="also write the results here")
         return parser.parse_args(argv[1:], namespace=argparse.Namespace(command="compare"))
+    if command == "trt":
+        parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                            help="auto = bf16 where the GPU supports it, else fp32")
+        parser.add_argument("--max-batch", type=int, default=EngineSpec.max_batch)
+        parser.add_argument("--max-prefix", type=int, default=EngineSpec.max_prefix)
+        parser.add_argument("--cache-dir", help="engine cache (default $ALPAMAYO_CACHE or "
+                            "~/.cache/alpamayo: where the node looks)")
+        parser.set_defaults(device="cuda")
+        return parser.parse_args(argv[1:], namespace=argparse.Namespace(command="trt"))
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--exporter", choices=EXPORTERS, default="legacy")
-    parser.add_argument("--tensorrt", action="store_true",
-                        help="also build a TensorRT engine (needs CUDA + TensorRT)")
-    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16", "fp8"], default="fp16")
-    parser.add_argument("--max-batch", type=int, default=6)
-    parser.add_argument("--max-prefix", type=int, default=4096)
     return parser.parse_args(argv, namespace=argparse.Namespace(command="export"))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
-        return run_compare(args) if args.command == "compare" else run_export(args)
+        run = {"compare": run_compare, "trt": run_trt, "export": run_export}[args.command]
+        return run(args)
     except (BackendUnavailable, FileNotFoundError, ValueError) as err:
         print(f"alpamayo-export: error: {err}", file=sys.stderr)
         return 2

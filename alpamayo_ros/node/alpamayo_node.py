@@ -125,6 +125,10 @@ class AlpamayoNode(LifecycleNode):
         self.get_logger().info(
             f"configured: model {self._planner.model_id} backend {self._planner.backend_name} "
             f"device {params.device}")
+        selection = self._planner.backend_selection
+        if selection is not None:
+            log = self.get_logger().warning if selection.fell_back else self.get_logger().info
+            log("expert backend trials: " + selection.diagnostic_values()["trials"])
         return _SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -309,7 +313,8 @@ class AlpamayoNode(LifecycleNode):
         statuses = diagnostics_statuses(
             self.status, self._params, self._cameras, self._odometry, now_ns,
             model_id=self._planner.model_id, backend=self._planner.backend_name,
-            camera_reliability={k: v.name for k, v in self._camera_reliability.items()})
+            camera_reliability={k: v.name for k, v in self._camera_reliability.items()},
+            backend_selection=self._planner.backend_selection)
         self._pubs["diagnostics"].publish(messages.diagnostic_array(now_ns, statuses))
 
     # -- teardown -----------------------------------------------------------------------------

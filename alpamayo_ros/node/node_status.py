@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -22,6 +23,9 @@ from alpamayo_ros.node.camera_buffer import CameraBuffer
 from alpamayo_ros.node.ego_history import EgoHistory, EgoHistoryBuffer
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.node.plan_assembly import ODOMETRY
+
+if TYPE_CHECKING:
+    from alpamayo_core.backends.selection import BackendSelection
 
 _LEVEL_NAMES = {messages.STATUS_OK: "ok", messages.STATUS_DEGRADED: "degraded",
                 messages.STATUS_INVALID: "invalid"}
@@ -87,6 +91,21 @@ def _planner_status(status: NodeStatus, params: NodeParams, now_ns: int, model_i
                                       hardware_id=model_id)
 
 
+def backend_status(backend: str, selection: BackendSelection | None):
+    """How the expert backend was chosen: WARN when a preferred backend was rejected (the
+    message says which and why), with the chosen one's parity figures against eager torch."""
+    if selection is None:
+        return messages.diagnostic_status("alpamayo: expert backend", messages.DIAG_OK,
+                                          backend, {"backend": backend})
+    values = selection.diagnostic_values()
+    if selection.fell_back:
+        rejected = "; ".join(t.summary() for t in selection.trials[:-1])
+        return messages.diagnostic_status("alpamayo: expert backend", messages.DIAG_WARN,
+                                          f"fell back to {backend}: {rejected}", values)
+    return messages.diagnostic_status("alpamayo: expert backend", messages.DIAG_OK,
+                                      selection.chosen.summary(), values)
+
+
 def diagnostics_statuses(
     status: NodeStatus,
     params: NodeParams,
@@ -97,9 +116,11 @@ def diagnostics_statuses(
     model_id: str,
     backend: str,
     camera_reliability: dict[str, str],
+    backend_selection: BackendSelection | None = None,
 ) -> list:
-    """Planner status, one status per camera, one for odometry."""
-    out = [_planner_status(status, params, now_ns, model_id, backend)]
+    """Planner status, the expert backend's, one status per camera, one for odometry."""
+    out = [_planner_status(status, params, now_ns, model_id, backend),
+           backend_status(backend, backend_selection)]
     newest = cameras.newest_stamps_ns()
     for index, (name, snapshot) in enumerate(cameras.stats().items()):
         values = {"topic": params.subscribed_topic(index),

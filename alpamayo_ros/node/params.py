@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rclpy.parameter import Parameter
 
 BACKENDS = ("auto", "torch", "torch_static", "onnxruntime", "tensorrt", "torch_cuda_graph")
+TRT_PRECISIONS = ("auto", "bf16", "fp16", "fp8", "fp32")
 TRANSPORTS = ("raw", "compressed")
 QOS_CHOICES = ("best_effort", "reliable", "auto")
 # The checkpoint's camera order and names (also the synthetic rig's and bag tools' names).
@@ -62,7 +63,15 @@ class NodeParams:
         "A test model: python -m alpamayo_core.cli.make_tiny --out DIR")
     device: str = _param("cpu", "Torch device: cpu, cuda or cuda:N")
     backend: str = _param(
-        "auto", "Expert backend; auto picks the fastest available", choices=BACKENDS)
+        "auto", "Expert backend; auto picks the fastest available one that passes a parity "
+        "self-check against the eager torch step", choices=BACKENDS)
+    backend_fallback: bool = _param(
+        True, "When the named backend cannot be built (e.g. no TensorRT engine: build it "
+        "offline with alpamayo-export trt) or fails its parity self-check: true = use the next "
+        "of the auto order and say so on /diagnostics; false = configure fails")
+    tensorrt_precision: str = _param(
+        "auto", "TensorRT engine precision to load; auto = bf16 where the GPU supports it, "
+        "else fp32 (fp16/fp8 only when asked for)", choices=TRT_PRECISIONS)
     warmup_on_configure: bool = _param(
         True, "Run one plan on blank inputs during configure so the first real plan is fast")
     # --- planning and sampling ---

@@ -60,5 +60,7 @@ def load_planner(params: NodeParams) -> Planner:
     from alpamayo_core.inference.planner import Planner
 
     planner = Planner.from_pretrained(params.model_dir, device=params.device,
-                                      backend=params.backend)
+                                      backend=params.backend,
+                                      backend_fallback=params.backend_fallback,
+                                      backend_options={"precision": params.tensorrt_precision})
     return with_node_settings(planner, params)
