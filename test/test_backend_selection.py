@@ -51,8 +51,8 @@ def step():
 # -- options (issue point 8) -------------------------------------------------------------------
 
 def test_tensorrt_options_are_known_and_reach_the_backend(step):
-    assert {"precision", "max_batch", "max_prefix", "cache_dir", "model_key",
-            "build_missing"} <= backend_options("tensorrt")
+    options = backend_options("tensorrt")
+    assert {"precision", "max_batch", "max_prefix", "cache_dir", "build_missing"} <= options
     # An invalid value is rejected by the backend's own EngineSpec: the option arrived.
     with pytest.raises(ValueError, match="precision must be one of"):
         create_backend("tensorrt", step, "cpu", precision="fp7", max_batch=2)

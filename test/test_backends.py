@@ -179,6 +179,18 @@ def test_export_cache_is_keyed_by_model_hash(step, tmp_path):
     assert cached_export(other, tmp_path) != first
 
 
+def test_model_hash_sees_any_changed_value_and_order():
+    a, b = random_step(tiny_cfg(), seed=0), random_step(tiny_cfg(), seed=0)
+    assert model_hash(a) == model_hash(b)
+    weight = b.action_out_proj.weight
+    with torch.no_grad():
+        weight[1, 3] = torch.nextafter(weight[1, 3], torch.tensor(1.0))  # one ulp
+    assert model_hash(b) != model_hash(a)
+    with torch.no_grad():
+        weight.copy_(a.action_out_proj.weight.flip(1))  # same values, other positions
+    assert model_hash(b) != model_hash(a)
+
+
 def test_export_cli_writes_valid_onnx_with_named_inputs(tmp_path, capsys):
     from alpamayo_core.cli.export import main
     from alpamayo_core.cli.make_tiny import make_tiny

@@ -81,8 +81,7 @@ class OnnxRuntimeBackend(ExpertBackend):
     def __init__(self, step: DenoiseStep, device: torch.device | str = "cpu", *,
                  onnx_path: str | Path | None = None, cache_dir: str | Path | None = None,
                  exporter: str = "legacy", n_action: int = N_ACTION, intra_op_threads: int = 1,
-                 static_shapes: bool | None = None, bucket: int = 128,
-                 model_key: str | None = None):
+                 static_shapes: bool | None = None, bucket: int = 128):
         super().__init__(step, device)
         self._ort = import_onnxruntime()
         dtype = next(step.parameters()).dtype
@@ -94,7 +93,7 @@ class OnnxRuntimeBackend(ExpertBackend):
             raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
         self._providers = providers_for(self.device)
         self.onnx_path = Path(onnx_path) if onnx_path else cached_export(
-            step, cache_dir, exporter, n_action, model_key)
+            step, cache_dir, exporter, n_action)
         self.static_shapes = self.device.type == "cpu" if static_shapes is None else static_shapes
         self.bucket, self.intra_op_threads = bucket, intra_op_threads
         self._names = input_names(self.num_layers)

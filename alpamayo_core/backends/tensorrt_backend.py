@@ -16,11 +16,11 @@ network gets the builder flag of the precision; a strongly typed one (`strongly_
 on TensorRT >= 11) computes in the ONNX's dtypes, so there the precision must equal the
 exported step's dtype (or be `auto`), else ValueError: it is never silently ignored. FP8 only
 takes effect on an ONNX with Q/DQ nodes (e.g. from ModelOpt); a plain export is warned about.
-Engines are cached under `cache_dir/tensorrt/` keyed by model key (the planner passes the model
-id, a cheap fingerprint; without one the weights are hashed, which copies them to the CPU) +
-GPU + compute capability + TensorRT version + build spec, next to one timing cache file per GPU
-and TensorRT version. At run time a missing engine is `EngineNotBuilt` (a BackendUnavailable
-naming the command that builds it): the node never builds engines inside `on_configure`.
+Engines are cached under `cache_dir/tensorrt/` keyed by the weights' hash (`model_hash`,
+reduced on the GPU: no copy of the weights to the CPU) + GPU + compute capability + TensorRT
+version + build spec, next to one timing cache file per GPU and TensorRT version. At run time
+a missing engine is `EngineNotBuilt` (a BackendUnavailable naming the command that builds it):
+the node never builds engines inside `on_configure`.
 Runtime: everything runs under `torch.cuda.device(device)` (the device index is honoured); the
 per-plan prefix tensors are bound by address once; each step copies x and t into bound buffers
 and enqueues on torch's current CUDA stream of that device.
@@ -201,28 +201,22 @@ def resolved_spec(spec: EngineSpec, step: DenoiseStep, device: torch.device) -> 
 
 
 def engine_path(step: DenoiseStep, spec: EngineSpec, device: torch.device,
-                cache_dir: str | Path | None = None,
-                model_key: str | None = None) -> tuple[Path, Path]:
-    """(engine file, timing-cache file) for this model, build spec, GPU and TensorRT.
-
-    `model_key` identifies the weights cheaply (the planner's model id); without it the
-    weights are hashed (copies them to the CPU: offline use only).
-    """
+                cache_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """(engine file, timing-cache file) for these weights (`model_hash`, computed on the
+    device), build spec, GPU and TensorRT."""
     trt = import_tensorrt()
     tag = f"{_gpu_tag(device)}-trt{trt.__version__}"
     spec_hash = hashlib.sha256(repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
     root = Path(cache_dir or default_cache_dir()) / "tensorrt"
-    key = (model_key or model_hash(step)).replace("/", "_").replace("@", "-")
-    return root / f"{key}-{tag}-{spec_hash}.engine", root / f"timing-{tag}.cache"
+    return root / f"{model_hash(step)}-{tag}-{spec_hash}.engine", root / f"timing-{tag}.cache"
 
 
 def load_or_build(step: DenoiseStep, spec: EngineSpec, device: torch.device,
                   cache_dir: str | Path | None = None, onnx_path: str | Path | None = None,
-                  n_action: int = N_ACTION, model_key: str | None = None,
-                  build_missing: bool = True) -> Path:
+                  n_action: int = N_ACTION, build_missing: bool = True) -> Path:
     """The cached engine file for a resolved `spec`; on a miss, build it (exporting the ONNX)
     when `build_missing`, else EngineNotBuilt naming the command that builds it."""
-    engine_file, timing_file = engine_path(step, spec, device, cache_dir, model_key)
+    engine_file, timing_file = engine_path(step, spec, device, cache_dir)
     if not engine_file.is_file() and not build_missing:
         raise EngineNotBuilt(
             f"no TensorRT engine at {engine_file} (precision {spec.precision}, max_batch "
@@ -231,7 +225,7 @@ def load_or_build(step: DenoiseStep, spec: EngineSpec, device: torch.device,
             f"{spec.precision} --max-batch {spec.max_batch} --max-prefix {spec.max_prefix}`")
     if not engine_file.is_file():
         onnx = Path(onnx_path) if onnx_path else cached_export(step, cache_dir, "legacy",
-                                                                n_action, model_key)
+                                                                n_action)
         logger.info("building TensorRT engine %s from %s", engine_file, onnx)
         plan = build_engine(onnx, spec, timing_file)
         tmp = engine_file.with_suffix(".tmp")
@@ -245,8 +239,8 @@ class TensorRTBackend(ExpertBackend):
 
     Options: `precision` ("auto", "bf16", "fp16", "fp8", "fp32"), `max_batch`, `opt_batch`,
     `min_prefix`, `opt_prefix`, `max_prefix`, `strongly_typed`, `workspace_gib` (see
-    `EngineSpec`), `cache_dir`, `onnx_path`, `n_action`, `model_key` (cheap cache key, see
-    `engine_path`), `build_missing` (False: a missing engine is EngineNotBuilt).
+    `EngineSpec`), `cache_dir`, `onnx_path`, `n_action`, `build_missing` (False: a missing
+    engine is EngineNotBuilt).
     """
 
     name = "tensorrt"
@@ -254,8 +248,7 @@ class TensorRTBackend(ExpertBackend):
 
     def __init__(self, step: DenoiseStep, device: torch.device | str = "cuda", *,
                  cache_dir: str | Path | None = None, onnx_path: str | Path | None = None,
-                 n_action: int = N_ACTION, model_key: str | None = None,
-                 build_missing: bool = False, **spec: object):
+                 n_action: int = N_ACTION, build_missing: bool = False, **spec: object):
         self.spec = EngineSpec(**spec)  # options are validated before anything else
         trt = import_tensorrt()
         device = torch.device(device)
@@ -265,7 +258,7 @@ class TensorRTBackend(ExpertBackend):
         with torch.cuda.device(device):
             self.spec = resolved_spec(self.spec, step, device)
             path = load_or_build(step, self.spec, device, cache_dir, onnx_path, n_action,
-                                 model_key, build_missing)
+                                 build_missing)
             self._log = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._log)
             self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())

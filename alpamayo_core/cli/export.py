@@ -7,7 +7,7 @@ engine the node loads; `alpamayo-export compare`: parity of every backend agains
     alpamayo-export compare --model DIR [--device cpu] [--prefix-len 256] [--batch 2]
 
 `trt` is the offline step: it exports the step, builds the engine into the cache
-(`$ALPAMAYO_CACHE/tensorrt`, keyed by the model id, GPU, TensorRT version and build spec) and
+(`$ALPAMAYO_CACHE/tensorrt`, keyed by the weights, GPU, TensorRT version and build spec) and
 checks it against torch; the node and the `Planner` only load engines from there.
 
 `compare` feeds every backend the same seeded prefix (random K/V of the model's shapes) and
@@ -97,9 +97,9 @@ def run_trt(args: argparse.Namespace) -> int:
     loaded, step = _load(args.model, args.device, args.dtype)
     start = time.perf_counter()
     backend = TensorRTBackend(step, args.device, cache_dir=args.cache_dir,
-                              n_action=loaded.cfg.n_waypoints, model_key=loaded.model_id,
-                              build_missing=True, precision=args.precision,
-                              max_batch=args.max_batch, max_prefix=args.max_prefix)
+                              n_action=loaded.cfg.n_waypoints, build_missing=True,
+                              precision=args.precision, max_batch=args.max_batch,
+                              max_prefix=args.max_prefix)
     build_s = time.perf_counter() - start
     parity = parity_check(backend, step, loaded.cfg.n_waypoints)
     passed = parity.passes(ParityTolerance.for_dtype(next(step.parameters()).dtype))

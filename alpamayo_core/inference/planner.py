@@ -66,10 +66,10 @@ class Planner:
         if isinstance(backend, ExpertBackend):
             self._expert, self.backend_selection = backend, backend_selection
         else:
-            options = {"model_key": loaded.model_id, **(backend_options or {})}
             self.backend_selection = select(
                 backend, self._model.denoise_step(), self._model.device,
-                fallback=backend_fallback, n_action=self.cfg.n_waypoints, **options)
+                fallback=backend_fallback, n_action=self.cfg.n_waypoints,
+                **(backend_options or {}))
             self._expert = self.backend_selection.backend
         LOG.info("expert backend: %s", self._expert.name)
 
