@@ -12,6 +12,7 @@ py="${PYTHON312:-${pyenv_312:-python3.12}}"
 "${py}" -c 'import sys; assert sys.version_info[:2] == (3, 12), sys.version'
 venv="$(mktemp -d -t alpamayo_py312.XXXXXX)"
 trap 'rm -rf "${venv}"' EXIT
+export PYTHONPYCACHEPREFIX="${venv}/pycache"  # keep 3.12 bytecode out of the tree
 "${py}" -m venv "${venv}"
 "${venv}/bin/pip" install -q pyyaml pytest pytest-timeout
 "${venv}/bin/python" -m compileall -q alpamayo_core alpamayo_ros launch test bench scripts
