@@ -1,7 +1,8 @@
 """Run the alpamayo node: `python -m alpamayo_ros --ros-args --params-file config/alpamayo.yaml`.
 
 Also the `alpamayo-node` console script and the `alpamayo_node` executable (`ros2 run`).
-SIGINT and SIGTERM end it cleanly (exit code 0); a failed autostart configure exits with 1.
+SIGINT and SIGTERM end it cleanly (exit code 0, also when a second signal arrives while it
+exits); a failed autostart configure exits with 1.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from alpamayo_ros.node.alpamayo_node import AlpamayoNode
-from alpamayo_ros.node.shutdown import until_shutdown
+from alpamayo_ros.node.shutdown import ignore_exit_signals, until_shutdown
 
 
 def _autostart(node: AlpamayoNode) -> bool:
@@ -43,9 +44,11 @@ def main(args: list[str] | None = None,
             else:
                 executor.spin()
     finally:
+        ignore_exit_signals()  # the first signal ends the process; later ones must not kill it
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        ignore_exit_signals()
     return code
 
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # CI check: build the `alpamayo` package with colcon in a throw-away workspace (the repo is
 # symlinked into ws/src) and check, from the install space alone, that the generated messages
-# import and round-trip, and that the executable, launch/config and Python packages were installed.
+# import and round-trip, that launch/config, the Python packages, install/setup.bash and every
+# `ros2 run alpamayo <tool>` executable were installed (each tool answers --help), and that
+# `colcon test` runs pytest (on ALPAMAYO_COLCON_PYTEST, a quick test file by default; a ROS
+# developer's plain `colcon test` runs the whole suite).
 #
 # Usage: . .venv/bin/activate && scripts/check_colcon_build.sh [extra `colcon build` args]
-# Env: ALPAMAYO_CMAKE_ARGS="-DX=Y ..." extra CMake args; KEEP_WS=1 keeps the workspace (its path is printed); WS_DIR=<dir> picks it.
+# Env: ALPAMAYO_CMAKE_ARGS="-DX=Y ..." extra CMake args; KEEP_WS=1 keeps the workspace (its path
+# is printed); WS_DIR=<dir> picks it; ALPAMAYO_COLCON_PYTEST=<test path> what colcon test runs.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,15 +30,19 @@ mkdir -p "${ws}/src"
 ln -sfn "${repo_root}" "${ws}/src/alpamayo"
 cd "${ws}"
 # shellcheck disable=SC2206
-cmake_args=(-DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$(command -v python3)" ${ALPAMAYO_CMAKE_ARGS:-})
+cmake_args=(-DBUILD_TESTING=ON -DPython3_EXECUTABLE="$(command -v python3)"
+            -DALPAMAYO_PYTEST_PATH="${ALPAMAYO_COLCON_PYTEST:-test/test_rviz_config.py}"
+            ${ALPAMAYO_CMAKE_ARGS:-})
 colcon build --event-handlers console_direct+ --packages-select alpamayo \
   "$@" --cmake-args "${cmake_args[@]}"
+
+[[ -f "${ws}/install/setup.bash" ]] || { echo "missing install/setup.bash (colcon-bash)"; exit 1; }
 
 # Check in a clean shell that sees only the underlay + this install space.
 (
   set +u
   # shellcheck disable=SC1090,SC1091
-  . "${ws}/install/setup.sh"  # colcon-core writes setup.sh (colcon-bash is optional)
+  . "${ws}/install/setup.bash"
   set -u
   cd "${ws}"
   python3 - "${ws}/install" <<'PY'
@@ -76,4 +84,23 @@ if os.path.exists(os.path.join(install, "alpamayo", "lib", "alpamayo")):
         sys.exit(f"share_path found {profile}, not the installed share directory {share}")
 print(f"check_colcon_build: OK (alpamayo.msg from {module_path})")
 PY
+  # What `ros2 run alpamayo <tool>` executes: lib/alpamayo/<tool>. The node has no --help (it
+  # would start), so it is checked for its entry point only.
+  lib="${ws}/install/alpamayo/lib/alpamayo"
+  for tool in replay eval record synth export prepare plan demo make_tiny node alpamayo_node; do
+    [[ -x "${lib}/${tool}" ]] || { echo "missing executable ${lib}/${tool}"; exit 1; }
+  done
+  for tool in replay eval record synth export prepare plan demo make_tiny; do
+    "${lib}/${tool}" --help > /dev/null || { echo "ros2 run alpamayo ${tool} --help failed"; exit 1; }
+  done
+  grep -q "^from alpamayo_ros.__main__ import main$" "${lib}/node"
+  echo "check_colcon_build: ${lib}: $(ls "${lib}" | tr '\n' ' ')"
 )
+
+# `colcon test` runs the registered pytest suite; colcon test-result fails on a failed test.
+colcon test --event-handlers console_direct+ --packages-select alpamayo
+colcon test-result --all --verbose
+results="$(find "${ws}/build/alpamayo/test_results" -name '*.xml' | head -1)"
+[[ -n "${results}" ]] && grep -q '<testcase' "${results}" || {
+  echo "colcon test ran no test"; exit 1; }
+echo "check_colcon_build: colcon test OK ($(grep -o 'tests="[0-9]*"' "${results}" | head -1))"

@@ -77,7 +77,8 @@ def test_package_xml_is_format_3_ament_cmake_named_alpamayo():
         "python3-numpy",
         "python3-scipy",
         "python3-opencv",
-        "cv_bridge",
+        "ros2launch",
+        "ros2bag",
     ):
         assert dep in deps, f"package.xml lacks {dep}"
     assert root.findtext("member_of_group") == "rosidl_interface_packages"

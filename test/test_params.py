@@ -83,8 +83,8 @@ def test_every_field_has_a_description_and_a_ros_type():
 
 def _yaml_params() -> dict:
     content = yaml.safe_load(YAML_PATH.read_text())
-    assert list(content) == ["alpamayo"]
-    return content["alpamayo"]["ros__parameters"]
+    assert list(content) == ["/**"]  # any namespace and node name (test_launch_support.py)
+    return content["/**"]["ros__parameters"]
 
 
 def test_yaml_lists_every_parameter_once_with_default_and_type():
@@ -124,7 +124,6 @@ def _launch_constants() -> dict:
 
 def test_launch_file_matches_package_params_and_config():
     consts = _launch_constants()
-    assert consts["NODE_NAME"] in yaml.safe_load(YAML_PATH.read_text())
     assert consts["PACKAGE"] in (ROOT / "package.xml").read_text()
     assert (ROOT / "scripts" / consts["EXECUTABLE"]).is_file()
     assert set(consts["PARAM_OVERRIDES"]) <= set(P.parameter_names())

@@ -1,5 +1,6 @@
-"""config/alpamayo.rviz shows the node's topics in its odom frame; the replay launch file
-parses and points at it (launch itself is not installable from PyPI)."""
+"""config/alpamayo.rviz shows the node's topics in its odom frame; replay.launch.py retargets it
+to the launch's namespace, remaps and camera transport (launch itself is not installable from
+PyPI, so the retargeting is tested as data)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from alpamayo_ros.node.params import ros_default
+from alpamayo_ros.tools.rviz_layout import launch_topics, retarget, write_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 RVIZ = ROOT / "config" / "alpamayo.rviz"
@@ -80,10 +82,55 @@ def test_marker_namespaces_match_the_message_builder(rviz):
     assert set(markers["Namespaces"]) == {f"{ns}/samples", f"{ns}/reasoning"}
 
 
-def test_replay_launch_file_parses_and_uses_the_rviz_config():
+def test_replay_launch_file_parses_and_retargets_the_rviz_config():
     source = (ROOT / "launch" / "replay.launch.py").read_text(encoding="utf-8")
     tree = ast.parse(source)
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in functions
-    assert '"alpamayo.rviz"' in source and '"--clock"' in source
-    assert '"use_sim_time": True' in source and '"use_sim_time": "true"' in source
+    assert '"alpamayo.rviz"' in source and "write_layout(" in source
+    assert "use_sim_time:=true" in source and '"use_sim_time": "true"' in source
+
+
+def _launched(rviz, **kwargs) -> dict[str, list[str]]:
+    defaults = ros_default("camera_topics")
+    options = {"camera_topics": defaults, "transports": ["raw"], "remaps": {},
+               "namespace": "", **kwargs}
+    topics = launch_topics(options.pop("camera_topics"), options.pop("transports"),
+                           default_cameras=defaults, **options)
+    return _topics_by_class(retarget(rviz, topics))
+
+
+def test_defaults_leave_the_layout_unchanged(rviz):
+    assert _launched(rviz) == _topics_by_class(rviz)
+
+
+def test_compressed_cameras_get_the_compressed_topic(rviz):
+    """RViz 2 (Jazzy+) takes an Image display's transport from a /compressed suffix."""
+    images = _launched(rviz, transports=["compressed"])["rviz_default_plugins/Image"]
+    assert images == [f"{t}/compressed" for t in ros_default("camera_topics")]
+    mixed = _launched(rviz, transports=["raw", "compressed", "raw", "raw"])
+    assert [t.endswith("/compressed") for t in mixed["rviz_default_plugins/Image"]] == [
+        False, True, False, False]
+
+
+def test_namespace_and_remaps_reach_the_layout(rviz):
+    got = _launched(rviz, namespace="veh1",
+                    remaps={"~/markers": "viz/markers", "/odom": "/ego/odom"})
+    assert got["rviz_default_plugins/MarkerArray"] == ["/veh1/viz/markers"]
+    assert sorted(got["rviz_default_plugins/Path"]) == ["/veh1/alpamayo/history",
+                                                        "/veh1/alpamayo/trajectory"]
+    assert got["rviz_default_plugins/Odometry"] == ["/ego/odom"]
+
+
+def test_a_layout_topic_the_launch_does_not_know_fails(rviz):
+    with pytest.raises(ValueError, match="shows /alpamayo/trajectory, which the launch"):
+        retarget(rviz, {"/odom": "/odom"})
+
+
+def test_written_layout_loads_back(rviz, tmp_path):
+    topics = launch_topics(ros_default("camera_topics"), ["compressed"], remaps={},
+                           default_cameras=ros_default("camera_topics"))
+    out = write_layout(RVIZ, tmp_path / "logs" / "alpamayo.rviz", topics)
+    back = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert _topics_by_class(back) == _topics_by_class(retarget(rviz, topics))
+    assert back["Visualization Manager"]["Global Options"]["Fixed Frame"] == "odom"

@@ -26,11 +26,12 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from alpamayo_core.sim.drive import OdomSample, SyntheticDrive
+from alpamayo_ros.tools.bag_writer import BagWriter
 
 LOG = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def write_drive_bag(
     typestore = get_typestore(Stores.ROS2_KILTED)
     counts: Counter[str] = Counter()
     stamps: list[int] = []
-    with Writer(out, version=9, storage_plugin=STORAGES[options.storage]) as writer:
+    with BagWriter(out, version=9, storage_plugin=STORAGES[options.storage]) as writer:
         connections = _add_connections(writer, typestore, drive, options.compressed)
         for event in drive.events():
             topic, msgtype, msg = _event_message(typestore, event, options)
@@ -221,7 +222,7 @@ def write_drive_bag(
 
 
 def _add_connections(
-    writer: Writer, typestore: Typestore, drive: SyntheticDrive, compressed: bool
+    writer: BagWriter, typestore: Typestore, drive: SyntheticDrive, compressed: bool
 ) -> dict[str, Any]:
     msgtype = COMPRESSED_MSGTYPE if compressed else IMAGE_MSGTYPE
     connections = {

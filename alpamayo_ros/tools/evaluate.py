@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message, serialize_message
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 from sensor_msgs.msg import CompressedImage, Image
 from tqdm import tqdm
 
@@ -42,6 +42,7 @@ from alpamayo_ros.node.plan_assembly import AssembledInputs, InputsUnavailable, 
 from alpamayo_ros.node.transforms import RigidTransform
 from alpamayo_ros.tools import metrics, render
 from alpamayo_ros.tools.bag_io import iter_raw, make_typestore, topic_counts
+from alpamayo_ros.tools.bag_writer import BagWriter
 from alpamayo_ros.tools.share import share_path
 
 LOG = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class _Outputs:
     def __init__(self, out_dir: Path, options: EvalOptions) -> None:
         self.out_dir, self.options = out_dir, options
         self.typestore = make_typestore(share_path("msg"))
-        self.writer = Writer(out_dir / "plans", version=9, storage_plugin=StoragePlugin.MCAP)
+        self.writer = BagWriter(out_dir / "plans", version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
         self.connections = {
             name: self.writer.add_connection(f"{options.namespace}/{name}", msgtype,

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 import alpamayo_ros
+from alpamayo_ros.tools.launch_support import WILDCARD
 from alpamayo_ros.tools.share import share_path
 
 #: The folder `alpamayo_ros` is imported from (site-packages or a checkout), for children's path.
@@ -52,7 +53,7 @@ def ros_env(domain_id: int, log_dir: Path, **extra: str) -> dict[str, str]:
 def node_params_file(out_path: Path, **overrides: object) -> Path:
     """config/alpamayo.yaml with `overrides` in the node's section, written to `out_path`."""
     content = yaml.safe_load(share_path("config/alpamayo.yaml").read_text(encoding="utf-8"))
-    content["alpamayo"]["ros__parameters"].update(overrides)
+    content[WILDCARD]["ros__parameters"].update(overrides)
     out_path.write_text(yaml.safe_dump(content), encoding="utf-8")
     return out_path
 

@@ -2,11 +2,14 @@
 
 Hand-written because `ros2 bag record` (rosbag2) is not available from PyPI. Subscriptions are
 raw (`raw=True`): the CDR bytes go into the bag undecoded. A message is stored at its receive
-time on the node clock (sim time with `-p use_sim_time:=true`). Topic types come from the
-command line (`TOPIC:=pkg/msg/Type`) or from the ROS graph (first publisher seen).
+time on the node clock (sim time with `-p use_sim_time:=true`). Until that clock is valid (sim
+time before the first /clock message reads 0) messages are dropped and counted, never written:
+a bag starting at time 0 would claim a 54-year duration and stall `ros2 bag play`. Topic types
+come from the command line (`TOPIC:=pkg/msg/Type`) or from the ROS graph (first publisher seen).
 
 Prints "READY" once subscribed, "MATCHED" once every topic has a publisher, and at exit
-"RECORDED {json counts}". SIGINT / SIGTERM close the bag cleanly.
+"RECORDED {json counts}" and "DROPPED_BEFORE_CLOCK {json counts}". SIGINT / SIGTERM close the
+bag cleanly.
 
     python -m alpamayo_ros.tools.record --out plans_bag /alpamayo/plan /alpamayo/trajectory \
         --ros-args -p use_sim_time:=true
@@ -26,10 +29,11 @@ from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 
-from alpamayo_ros.node.shutdown import until_shutdown
+from alpamayo_ros.node.shutdown import ignore_exit_signals, until_shutdown
 from alpamayo_ros.tools.bag_io import make_typestore
+from alpamayo_ros.tools.bag_writer import BagWriter
 from alpamayo_ros.tools.replay import message_class
 from alpamayo_ros.tools.share import share_path
 
@@ -39,12 +43,13 @@ class Recorder(Node):
 
     def __init__(self, out: Path, topics: dict[str, str | None], depth: int = 100) -> None:
         super().__init__("alpamayo_record")
-        self.writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+        self.writer = BagWriter(out, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
         self.typestore = make_typestore(share_path("msg"))
         self.pending = dict(topics)
         self.connections: dict[str, object] = {}
         self.counts: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()  # received before the clock was valid
         self.qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
         self.matched = False
         self._subscribe_known()
@@ -76,7 +81,15 @@ class Recorder(Node):
             print("MATCHED", flush=True)
 
     def _write(self, topic: str, data: bytes) -> None:
-        self.writer.write(self.connections[topic], self.get_clock().now().nanoseconds, data)
+        now_ns = self.get_clock().now().nanoseconds
+        if now_ns <= 0:  # sim time before the first /clock message
+            if not self.dropped:
+                self.get_logger().warning(
+                    "the clock is not valid yet (use_sim_time without /clock): dropping "
+                    "messages until it is")
+            self.dropped[topic] += 1
+            return
+        self.writer.write(self.connections[topic], now_ns, data)
         self.counts[topic] += 1
 
     def close(self) -> None:
@@ -119,11 +132,14 @@ def main(argv: list[str] | None = None) -> int:
             while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
                 executor.spin_once(timeout_sec=0.1)
     finally:
+        ignore_exit_signals()  # a second SIGINT must not cut the bag short
         recorder.close()
         print(f"RECORDED {json.dumps(dict(recorder.counts))}", flush=True)
+        print(f"DROPPED_BEFORE_CLOCK {json.dumps(dict(recorder.dropped))}", flush=True)
         executor.shutdown()
         recorder.destroy_node()
         rclpy.try_shutdown()
+        ignore_exit_signals()
     return 0
 
 
