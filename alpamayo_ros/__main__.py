@@ -1,7 +1,9 @@
 """Run the alpamayo node: `python -m alpamayo_ros --ros-args --params-file config/alpamayo.yaml`.
 
 Also the `alpamayo-node` console script and the `alpamayo_node` executable (`ros2 run`).
-SIGINT and SIGTERM end it cleanly (exit code 0); a failed autostart configure exits with 1.
+SIGINT and SIGTERM end it cleanly (exit code 0), a plan in flight is cancelled; a failed
+autostart configure exits with 1, and so does an invalid start-up parameter, with one line on
+stderr naming the parameter and its range (no traceback).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import sys
 from collections.abc import Callable
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from alpamayo_ros.node.alpamayo_node import AlpamayoNode
+from alpamayo_ros.node.params import parameter_range_text
 from alpamayo_ros.node.shutdown import until_shutdown
 
 
@@ -32,7 +36,12 @@ def main(args: list[str] | None = None,
          node_factory: Callable[[], AlpamayoNode] = AlpamayoNode) -> int:
     """Run one node until SIGINT/SIGTERM; `args` default to sys.argv (ROS arguments)."""
     rclpy.init(args=sys.argv if args is None else args)
-    node = node_factory()
+    try:
+        node = node_factory()
+    except ParameterException as err:
+        print(f"alpamayo: {_parameter_error_line(err)}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0
@@ -47,6 +56,12 @@ def main(args: list[str] | None = None,
         node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def _parameter_error_line(err: ParameterException) -> str:
+    """'parameter NAME: REASON (RANGE)' from rclpy's '<message>: <name>' text."""
+    message, _, name = str(err).rpartition(": ")
+    return f"parameter {name}: {message} ({parameter_range_text(name)})"
 
 
 if __name__ == "__main__":
