@@ -265,6 +265,23 @@ def test_model_hangs_and_the_watchdog_says_so(healthy, fault_file):
                                10.0, "planner diagnostic OK again")
 
 
+def test_truncated_reasoning_is_degraded(healthy):
+    """Row 7: at temperature 10 the tiny model's reasoning rarely reaches
+    <|traj_future_start|> within max_generation_tokens (16): DEGRADED with the reason."""
+    reason = (r"^model: 1 of 1 reasoning samples reached max_generation_tokens \(16\) "
+              r"without <\|traj_future_start\|>: trajectory conditioned on a truncated")
+    start = len(healthy.plans())
+    _set_parameter(healthy, "temperature", 10.0)
+    try:  # (a sample that does reach it, ~4 % at this temperature, is rightly OK)
+        plan = healthy.collector.wait_for(
+            lambda: next((p for p in healthy.plans(STATUS_DEGRADED)[start:]
+                          if re.search(reason, p.status.reason)), None),
+            DETECT_S, "DEGRADED plan for a truncated reasoning")
+    finally:
+        _set_parameter(healthy, "temperature", 0.6)
+    assert len(plan.trajectories) == 1 and plan.num_generated_tokens == 16
+
+
 def test_use_sim_time_without_clock_is_reported(healthy):
     """Row 12: use_sim_time set live with no /clock publisher: /diagnostics keeps publishing
     (wall-clock timer) and says the node clock is not advancing; switching back recovers."""
