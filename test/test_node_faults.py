@@ -274,8 +274,8 @@ def test_truncated_reasoning_is_degraded(healthy):
     _set_parameter(healthy, "temperature", 10.0)
     try:  # (a sample that does reach it, ~4 % at this temperature, is rightly OK)
         plan = healthy.collector.wait_for(
-            lambda: next((p for p in healthy.plans(STATUS_DEGRADED)[start:]
-                          if re.search(reason, p.status.reason)), None),
+            lambda: next((p for p in healthy.plans()[start:] if p.status.level ==
+                          STATUS_DEGRADED and re.search(reason, p.status.reason)), None),
             DETECT_S, "DEGRADED plan for a truncated reasoning")
     finally:
         _set_parameter(healthy, "temperature", 0.6)
