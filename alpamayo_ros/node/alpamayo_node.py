@@ -72,12 +72,11 @@ class AlpamayoNode(LifecycleNode):
     def __init__(self, node_name: str = "alpamayo", *,
                  planner_loader: Callable[[NodeParams], Planner] = load_planner,
                  **kwargs) -> None:
-        """`planner_loader` builds the planner in configure; `kwargs` go to `LifecycleNode`."""
-        super().__init__(node_name, **kwargs)
+        """`planner_loader` builds the planner in configure; `kwargs` go to `LifecycleNode`.
+
+        The state is set before `LifecycleNode.__init__`: a parameter override that fails its
+        declaration raises there, and rclpy's shutdown then destroys the half-built node."""
         self._planner_loader = planner_loader
-        node_params.declare_parameters(self)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
         self._params: NodeParams | None = None
         self._planner = None
         self._cameras: CameraBuffer | None = None
@@ -94,6 +93,10 @@ class AlpamayoNode(LifecycleNode):
         self._reason_log = ReasonLog()
         self._clock_watch = ClockWatch()
         self.status = NodeStatus()
+        super().__init__(node_name, **kwargs)
+        node_params.declare_parameters(self)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
 
     # -- parameters ---------------------------------------------------------------------------
     def _validate_parameters(self, changes) -> SetParametersResult:
