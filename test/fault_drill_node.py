@@ -53,6 +53,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fault-file", type=Path, required=True)
     known, ros_args = parser.parse_known_args()
-    sys.exit(main([sys.argv[0], *ros_args], node_factory=lambda: AlpamayoNode(
+    main([sys.argv[0], *ros_args], node_factory=lambda: AlpamayoNode(
         planner_loader=lambda params: FaultDrillPlanner(load_planner(params),
-                                                        known.fault_file))))
+                                                        known.fault_file)))

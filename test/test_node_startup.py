@@ -69,12 +69,12 @@ def test_signal_cancels_a_long_plan_and_exits_within_2_s(tmp_path_factory):
             return plans and time.monotonic() - plans[-1][0] > 3.0
 
         stack.collector.wait_for(plan_in_flight, 60.0, "a long plan in flight")
-        start = time.monotonic()
+        start, wall_s = time.monotonic(), time.time()
         code = stack.node.stop(signal.SIGTERM, timeout_s=30.0)
         elapsed_s = time.monotonic() - start
         assert code == 0, stack.node.tail()
         assert any("the plan in flight was cancelled" in line for line in stack.node.lines), \
             stack.node.tail()
-        assert elapsed_s < 2.0, (elapsed_s, stack.node.tail())
+        assert elapsed_s < 2.0, (elapsed_s, wall_s, stack.node.tail())
     finally:
         stack.close()
