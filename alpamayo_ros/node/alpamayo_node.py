@@ -7,9 +7,12 @@ activate starts the planning timer; deactivate stops it; cleanup releases the mo
 
 Planning runs on one worker thread, never on the executor: a timer tick hands the work over, and
 a tick that finds the previous plan still running is skipped and counted (never queued). Each
-plan is for t0 = newest reference-camera stamp, stamped t0 in `odom_frame`; its status is OK,
-DEGRADED or INVALID as defined in `plan_assembly`. INVALID plans carry no trajectories, and only
-`~/plan` (with the reason) is published for them.
+plan is for t0 = newest reference-camera stamp, stamped t0 in `odom_frame`; it and its status
+(OK, DEGRADED or INVALID) come from `plan_step.PlanStep`, the function the offline evaluation
+shares. INVALID plans carry no trajectories, and only `~/plan` (with the reason) is published
+for them. Teardown cancels the plan in flight (its next reasoning token or flow step stops it).
+/diagnostics runs on the wall clock, so a stopped node clock (use_sim_time without /clock) or a
+stalled planner is still reported.
 
 Topics (node-relative): ~/plan (alpamayo/DrivingPlan), ~/trajectory (nav_msgs/Path, selected
 sample), ~/history (nav_msgs/Path, the ego history the model was given), ~/reasoning
