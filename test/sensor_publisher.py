@@ -15,7 +15,7 @@ stdin commands (one per line; each is answered with "ACK <command>"):
                             odometry: stop_odom, nan_pose, map_frame (every other message in
                             frame map, 50 m away), tiny_quat (quaternion (1e-5, 0, 0, 0)),
                             nonfinite_cov (NaN covariance, inf twist), out_of_order (an extra
-                            message 10 ms older after each), flood (1 kHz of stamps);
+                            message 10 ms older after each), flood (2 kHz of stamps);
                             all: jump_back (-5 s), future (+100 s), duplicate
     clear                   all faults off
     quit                    exit (end of stdin does not stop the publisher)
@@ -51,7 +51,7 @@ FAULTS = ("stop_camera", "stop_odom", "jump_back", "duplicate", "nan_pose", "tru
           "map_frame", "tiny_quat", "nonfinite_cov", "out_of_order", "flood", "future")
 JUMP_BACK_S = 5.0
 FUTURE_S = 100.0
-FLOOD_HZ = 1000.0
+FLOOD_HZ = 2000.0
 _CAMERA_SKEW_S = 0.005  # camera i is stamped i * 5 ms before the tick (unsynchronised rig)
 
 
@@ -189,7 +189,7 @@ class SensorPublisher(Node):
         true_ns = time.time_ns() + int(jitter_s * 1e9)
         offset_ns = self.now_ns() - time.time_ns()
         last_ns, self._last_true_ns = getattr(self, "_last_true_ns", true_ns), true_ns
-        if self.faults.on("flood"):  # stamps every 1 ms since the previous message
+        if self.faults.on("flood"):  # stamps every 0.5 ms since the previous message
             for stamp_ns in range(last_ns + int(1e9 / FLOOD_HZ), true_ns, int(1e9 / FLOOD_HZ)):
                 self._publish(self.odom_pub, self._odom_msg(stamp_ns, offset_ns))
         self._odd_message = not getattr(self, "_odd_message", False)

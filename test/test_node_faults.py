@@ -178,17 +178,20 @@ def test_stamps_ahead_of_the_node_clock_are_invalid(healthy):
            r"\(max_future_stamp_s 0.25\)")
 
 
-def test_odometry_flood_of_1khz_keeps_plans_ok(healthy):
-    """Row 8: the history buffer is sized by time, so 1 kHz odometry still covers 1.5 s."""
+def test_odometry_flood_above_1khz_keeps_plans_ok(healthy):
+    """Row 8: the history buffer is sized by time, so odometry accepted at more than 1 kHz
+    still covers the 1.5 s history (a 1000-message buffer covers less than 1.43 s above
+    700 Hz). The publisher offers 2 kHz of stamps; a loaded machine drops some of them."""
     before = _diag_counter(healthy, "alpamayo: input odometry", "accepted")
     on_ns = _switch(healthy, "fault flood")
-    time.sleep(2.0)  # the buffer fills with 1 kHz stamps
+    time.sleep(2.0)  # the buffer fills with dense stamps
     plans = healthy.wait_plans(3, STATUS_OK, RECOVER_S, after=on_ns + 2_000_000_000)
-    rate = _diag_value(healthy, "alpamayo: input odometry", "rate_hz_by_stamp")
+    time.sleep(1.5)  # a diagnostics message with the counters of the flood
+    accepted = _diag_counter(healthy, "alpamayo: input odometry", "accepted") - before
+    flood_s = (time.time_ns() - on_ns) * 1e-9  # >= the time those counters cover
     _switch(healthy, "clear")
-    assert _diag_counter(healthy, "alpamayo: input odometry", "accepted") - before > 2000
-    assert rate > 500.0
     assert len(plans) >= 3
+    assert accepted / flood_s > 700.0, (accepted, flood_s)
 
 
 def test_cameras_of_different_resolutions_are_resized(healthy):
