@@ -14,6 +14,7 @@ P = cached tokens, V = vocabulary, KV = key/value heads, D = head dim.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,16 @@ from alpamayo_core.inputs.tokens import extract_texts
 from alpamayo_core.model.vocabulary import TokenIds
 
 logger = logging.getLogger(__name__)
+
+
+class PlanCancelled(RuntimeError):
+    """A plan in flight was cancelled through its cancel event (shutdown, deactivate)."""
+
+
+def check_cancel(cancel: threading.Event | None, where: str) -> None:
+    """Raise `PlanCancelled` if `cancel` is set; `where` names the stage for the message."""
+    if cancel is not None and cancel.is_set():
+        raise PlanCancelled(f"plan cancelled during {where}")
 
 
 @dataclass(frozen=True)
@@ -132,17 +143,20 @@ class _TokenSampler:
 
 
 def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: int,
-            first_position: int, sample: _TokenSampler, token_ids: TokenIds) -> int:
+            first_position: int, sample: _TokenSampler, token_ids: TokenIds,
+            cancel: threading.Event | None = None) -> int:
     """Sample into `seqs[:, prompt_len:]` until every row is done; returns tokens generated.
 
     A row is done one token after its `<|traj_future_start|>` or at `<|im_end|>`; done rows get
     pad (and pad is still fed, as HF generate does). The last token is never fed to the model.
+    `cancel` is checked before every token (`PlanCancelled`).
     """
     rows, device = seqs.shape[0], seqs.device
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     seen_stop = torch.zeros(rows, dtype=torch.bool, device=device)
     max_new = seqs.shape[1] - prompt_len
     for step in range(max_new):
+        check_cancel(cancel, "reasoning decode")
         at = prompt_len + step
         nxt = sample(seqs[:, :at], logits)
         nxt = torch.where(done, torch.full_like(nxt, token_ids.pad), nxt)  # (B,)
@@ -156,26 +170,12 @@ def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: 
     return max_new
 
 
-def _warn_no_future_start(missing: int, rows: int) -> None:
-    """Warn the first time (then at DEBUG: a model that never stops would flood the log)."""
-    level = logging.DEBUG if _warn_no_future_start.seen else logging.WARNING
-    _warn_no_future_start.seen = True
-    logger.log(level, "%d of %d rows produced no <|traj_future_start|> within max_new_tokens; "
-               "phase 2 sees the whole sequence for them (logged once; see "
-               "Plan.num_generated_tokens)", missing, rows)
-
-
-_warn_no_future_start.seen = False
-
-
 def _locate_future_start(seqs: Tensor, prompt_len: int, stop_id: int, pad_id: int):
     """First `<|traj_future_start|>` per row after the prompt; pads everything after it."""
     hits = seqs[:, prompt_len:] == stop_id  # (B, L - L0)
     found = hits.any(dim=1)
     index = torch.where(found, hits.int().argmax(dim=1) + prompt_len,
                         torch.full_like(found, seqs.shape[1] - 1, dtype=torch.int64))
-    if not bool(found.all()):
-        _warn_no_future_start(int((~found).sum()), found.numel())
     after = torch.arange(seqs.shape[1], device=seqs.device)[None, :] > index[:, None]
     seqs = seqs.masked_fill(after & found[:, None], pad_id)
     return seqs, index, found
@@ -201,11 +201,15 @@ def _kv(cache: DynamicCache) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
 @torch.no_grad()
 def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling: SamplingConfig,
                        tokenizer=None, generator: torch.Generator | None = None,
-                       logits_processor: LogitsProcessor | None = None) -> Phase1Result:
+                       logits_processor: LogitsProcessor | None = None,
+                       cancel: threading.Event | None = None) -> Phase1Result:
     """Phase 1: sample the reasoning for `sampling.num_rows` rows from one prompt.
 
     `tokenizer` (optional) decodes the texts; `generator` makes sampling reproducible;
-    `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers.
+    `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers;
+    `cancel` (set from another thread) stops decoding with `PlanCancelled` before the next token.
+    Rows that produced no `<|traj_future_start|>` are flagged in `found_future_start` (the
+    caller reports them: `Plan.num_truncated_reasoning`).
     """
     rows, prompt_len, device = sampling.num_rows, prompt.length, prompt.input_ids.device
     t0 = device_clock(device)
@@ -220,7 +224,8 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
     seqs[:, :prompt_len] = prompt.input_ids
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator)
     first_position = int(positions.max()) + 1
-    n_new = _decode(vlm, cache, logits, seqs, prompt_len, first_position, sample, token_ids)
+    n_new = _decode(vlm, cache, logits, seqs, prompt_len, first_position, sample, token_ids,
+                    cancel)
     t2 = device_clock(device)
     seqs, index, found = _locate_future_start(seqs[:, :prompt_len + n_new], prompt_len,
                                               token_ids.traj_future_start, token_ids.pad)
