@@ -8,6 +8,7 @@ the same token ids (sampled, seeded), logits within float rounding and the same 
 import pytest
 import torch
 from transformers import DynamicCache
+from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
 
 from alpamayo_core.inference.decode_step import GraphedDecodeStep, TextDecodeStep
 from alpamayo_core.inference.reasoning import (
@@ -143,6 +144,17 @@ def test_cache_capacity_rounds_only_for_graphs():
     assert DecodeOptions(cuda_graph=True, capacity_multiple=256).capacity(3013) == 3072
     with pytest.raises(ValueError, match="decode.stop_check_every"):
         DecodeOptions(stop_check_every=-1)
+
+
+def test_rope_rotation_matrix_equals_hf_rotary(setup):
+    _ids, vlm, _prompt = setup
+    step = TextDecodeStep(vlm)
+    rotations = step.rope_table(first_position=40, count=5)  # (5, D, D)
+    x = torch.randn(5, 3, step.head_dim)  # (N, heads, D)
+    positions = torch.arange(40, 45).view(1, 1, -1).expand(3, 1, -1)
+    cos, sin = step.rotary(x, positions)  # (1, N, D)
+    ref, _ = apply_rotary_pos_emb(x, x, cos[0], sin[0], unsqueeze_dim=1)
+    torch.testing.assert_close(x @ rotations, ref, rtol=0, atol=1e-6)
 
 
 def test_cuda_graph_refuses_a_cpu_model(setup):

@@ -6,7 +6,7 @@ place (no concatenation, no reallocation). `TextDecodeStep` runs the HF model's 
 (norms, projections, MLPs, lm_head) without the HF wrapper: for one token per row the wrapper's
 mask building, cache bookkeeping and output objects cost more than the arithmetic. In decode
 all three mRoPE components of a position are equal, so the rotary table is the model's own
-`rotary_emb` evaluated once per plan for every decode position.
+`rotary_emb` evaluated once per plan for every decode position (as rotation matrices).
 
 `GraphedDecodeStep` captures the same `TextDecodeStep.__call__` in a CUDA graph per
 (rows, cache capacity) bucket; it attends over the whole capacity with an additive bias that
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
 
 logger = logging.getLogger(__name__)
 
@@ -84,43 +83,56 @@ class TextDecodeStep:
         return StaticKV.allocate(len(self.layers), rows, self.kv_heads, capacity,
                                  self.head_dim, weight.dtype, weight.device)
 
-    def rope_table(self, first_position: int, count: int) -> tuple[Tensor, Tensor]:
-        """cos, sin (N, 1, 1, D) for positions first_position .. first_position + N - 1."""
+    def rope_table(self, first_position: int, count: int) -> Tensor:
+        """(N, D, D) rotations for positions first_position .. first_position + N - 1.
+
+        RoPE is linear in x: x * cos + rotate_half(x) * sin = x @ R with R = diag(cos) +
+        P diag(sin), where P is rotate_half's (signed permutation) matrix; one matmul per token
+        rotates queries and keys together. cos/sin come from the model's own `rotary_emb`.
+        """
         weight = self.embed.weight
         positions = torch.arange(first_position, first_position + count, device=weight.device)
         cos, sin = self.rotary(weight[:1], positions.view(1, 1, -1).expand(3, 1, -1))
-        return cos[0, :, None, None], sin[0, :, None, None]  # (N, 1, 1, D) each
+        half = self.head_dim // 2
+        eye = torch.eye(self.head_dim, dtype=cos.dtype, device=cos.device)
+        perm = torch.cat([-eye[:, half:], eye[:, :half]], dim=1)  # rotate_half(x) = x @ perm
+        return torch.diag_embed(cos[0]) + perm[None] * sin[0][:, None, :]  # (N, D, D)
 
-    def __call__(self, tokens: Tensor, cos: Tensor, sin: Tensor, cache: StaticKV,
-                 write_at: Tensor, kv_len: int | None = None,
-                 attn_bias: Tensor | None = None) -> Tensor:
+    def __call__(self, tokens: Tensor, rotation: Tensor, cache: StaticKV, write_at: Tensor,
+                 kv_len: int | None = None, attn_bias: Tensor | None = None) -> Tensor:
         """(B,) tokens at cache column `write_at` ((1,) int64) -> (B, V) float32 logits.
 
-        cos, sin: (1, 1, D) for this position. Attention reads columns [0, kv_len) when
-        `kv_len` is given (eager), else the whole capacity under `attn_bias` (B or 1, 1, 1,
-        capacity), whose column `write_at` this call opens (0) before attending (graphs).
+        rotation: (D, D) RoPE rotation of this position (`rope_table`). Attention reads columns
+        [0, kv_len) when `kv_len` is given (eager), else the whole capacity under `attn_bias`
+        (B or 1, 1, 1, capacity), whose column `write_at` this call opens (0) first (graphs).
         """
-        rows = tokens.shape[0]
+        rows, dim = tokens.shape[0], self.head_dim
         hidden = self.embed(tokens)[:, None]  # (B, 1, E)
         if attn_bias is not None:
             attn_bias.index_fill_(-1, write_at, 0.0)
         for layer, k_cache, v_cache in zip(self.layers, cache.keys, cache.values, strict=True):
             attn = layer.self_attn
-            x = layer.input_layernorm(hidden)
-            q = attn.q_norm(attn.q_proj(x).view(rows, 1, -1, self.head_dim)).transpose(1, 2)
-            k = attn.k_norm(attn.k_proj(x).view(rows, 1, -1, self.head_dim)).transpose(1, 2)
-            v = attn.v_proj(x).view(rows, 1, -1, self.head_dim).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)  # (B, H, 1, D), (B, KV, 1, D)
-            k_cache.index_copy_(2, write_at, k)
-            v_cache.index_copy_(2, write_at, v)
+            x = _rms_norm(hidden, layer.input_layernorm)
+            q = _rms_norm(attn.q_proj(x).view(rows, -1, dim), attn.q_norm)  # (B, H, D)
+            k = _rms_norm(attn.k_proj(x).view(rows, -1, dim), attn.k_norm)  # (B, KV, D)
+            heads = q.shape[1]
+            qk = torch.cat([q, k], dim=1) @ rotation  # (B, H + KV, D)
+            k_cache.index_copy_(2, write_at, qk[:, heads:, None])
+            v_cache.index_copy_(2, write_at, attn.v_proj(x).view(rows, -1, 1, dim))
             keys, values = k_cache, v_cache
             if kv_len is not None:
                 keys, values = k_cache[:, :, :kv_len], v_cache[:, :, :kv_len]
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_bias,
-                                                 scale=self.scaling, enable_gqa=True)
-            hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(rows, 1, -1))
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        return self.lm_head(self.norm(hidden))[:, 0].to(torch.float32)
+            out = F.scaled_dot_product_attention(qk[:, :heads, None], keys, values,
+                                                 attn_mask=attn_bias, scale=self.scaling,
+                                                 enable_gqa=True)  # (B, H, 1, D)
+            hidden = hidden + attn.o_proj(out.view(rows, 1, -1))
+            hidden = hidden + layer.mlp(_rms_norm(hidden, layer.post_attention_layernorm))
+        return self.lm_head(_rms_norm(hidden, self.norm))[:, 0].to(torch.float32)
+
+
+def _rms_norm(x: Tensor, norm) -> Tensor:
+    """The HF RMSNorm module `norm` as one fused op (bitwise equal in float32 on CPU)."""
+    return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
 
 
 class GraphedDecodeStep:
@@ -137,19 +149,18 @@ class GraphedDecodeStep:
         self.cache = step.allocate(rows, capacity)
         dtype = step.embed.weight.dtype
         self._tokens = torch.zeros(rows, dtype=torch.int64, device=device)
-        self._cos = torch.zeros(1, 1, step.head_dim, dtype=dtype, device=device)
-        self._sin = torch.zeros_like(self._cos)
+        self._rotation = torch.zeros(step.head_dim, step.head_dim, dtype=dtype, device=device)
         self._write_at = torch.zeros(1, dtype=torch.int64, device=device)
         self._bias = torch.full((1, 1, 1, capacity), -float("inf"), dtype=dtype, device=device)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up outside the graph (allocator, kernels)
-            step(self._tokens, self._cos, self._sin, self.cache, self._write_at, None, self._bias)
+            step(self._tokens, self._rotation, self.cache, self._write_at, None, self._bias)
         torch.cuda.current_stream(device).wait_stream(side)
         self._graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self._graph):
-            self._logits = step(self._tokens, self._cos, self._sin, self.cache, self._write_at,
-                                None, self._bias)
+            self._logits = step(self._tokens, self._rotation, self.cache, self._write_at, None,
+                                self._bias)
         logger.info("captured a decode CUDA graph for %d rows, capacity %d", rows, capacity)
 
     def reset(self, keys: tuple[Tensor, ...], values: tuple[Tensor, ...], length: int) -> None:
@@ -158,10 +169,9 @@ class GraphedDecodeStep:
         self._bias.fill_(-float("inf"))
         self._bias[..., :length] = 0.0
 
-    def __call__(self, tokens: Tensor, cos: Tensor, sin: Tensor, write_at: Tensor) -> Tensor:
+    def __call__(self, tokens: Tensor, rotation: Tensor, write_at: Tensor) -> Tensor:
         self._tokens.copy_(tokens)
-        self._cos.copy_(cos)
-        self._sin.copy_(sin)
+        self._rotation.copy_(rotation)
         self._write_at.copy_(write_at)
         self._graph.replay()
         return self._logits

@@ -185,7 +185,7 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
     seen_stop = torch.zeros(rows, dtype=torch.bool, device=device)
     all_done = torch.zeros(max_new, dtype=torch.bool, device=device)  # per step
     pad = torch.full((rows,), token_ids.pad, dtype=seqs.dtype, device=device)
-    cos, sin = step.rope_table(first_position, max_new)  # (N, 1, 1, D) each
+    rotations = step.rope_table(first_position, max_new)  # (N, D, D)
     columns = torch.arange(prompt_len, prompt_len + max_new, device=device)
     check_every = options.check_interval(device)
     for i in range(max_new):
@@ -204,9 +204,9 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
             break
         write_at = columns[i:i + 1]
         if graph is not None:
-            logits = graph(nxt, cos[i, 0], sin[i, 0], write_at)
+            logits = graph(nxt, rotations[i], write_at)
         else:
-            logits = step(nxt, cos[i, 0], sin[i, 0], cache, write_at, kv_len=at + 1)
+            logits = step(nxt, rotations[i], cache, write_at, kv_len=at + 1)
     return max_new
 
 
