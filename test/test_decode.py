@@ -7,7 +7,7 @@ the same token ids (sampled, seeded), logits within float rounding and the same 
 
 import pytest
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
 
 from alpamayo_core.inference.decode_step import GraphedDecodeStep, TextDecodeStep
@@ -16,9 +16,9 @@ from alpamayo_core.inference.reasoning import (
     SamplingConfig,
     _forward,
     _prompt_positions,
-    _TokenSampler,
     generate_reasoning,
 )
+from alpamayo_core.inference.top_p import sample_top_p, sample_top_p_sorted
 from alpamayo_core.inputs.images import preprocess_images
 from alpamayo_core.inputs.prompt import build_prompt
 from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
@@ -64,7 +64,16 @@ def hf_decode(vlm, prompt, ids, sampling, seed, processor):
     logits = logits.expand(rows, -1)
     seqs = torch.full((rows, prompt_len + sampling.max_new_tokens), ids.pad)
     seqs[:, :prompt_len] = prompt.input_ids
-    sample = _TokenSampler(ids, sampling, processor, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    warpers = [TemperatureLogitsWarper(sampling.temperature), TopPLogitsWarper(sampling.top_p)]
+
+    def sample(input_ids, logits):  # HF's sampling step, as generate() runs it
+        scores = processor(input_ids, logits.clone().index_fill_(1, band, -float("inf")))
+        for warp in warpers:
+            scores = warp(input_ids, scores)
+        return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+
+    band = torch.arange(ids.traj_token_start, ids.traj_token_end)
     done = torch.zeros(rows, dtype=torch.bool)
     seen_stop = torch.zeros(rows, dtype=torch.bool)
     first = int(positions.max()) + 1
@@ -137,6 +146,23 @@ def test_greedy_equals_hf_generate(setup):
     n = ref.shape[1]
     assert n > prompt.length
     assert torch.equal(ours.sequences[0, :n], ref[0])
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.98, 1.0])
+def test_top_p_sampler_picks_hf_tokens_for_the_same_seed(top_p):
+    """Peaked and flat rows, 300 seeds each: the same ids as sort + filter + multinomial,
+    with the full-vocabulary race winner falling in the dropped tail for some draws."""
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.cat([torch.randn(2, 4566, generator=gen) * scale for scale in (0.5, 4.0)])
+    tail_wins = 0
+    for seed in range(300):
+        ours = sample_top_p(scores, top_p, torch.Generator().manual_seed(seed))
+        ref = sample_top_p_sorted(scores, top_p, torch.Generator().manual_seed(seed))
+        assert torch.equal(ours, ref), seed
+        race = torch.empty_like(scores).exponential_(
+            1, generator=torch.Generator().manual_seed(seed))
+        tail_wins += int((scores.softmax(-1) / race).argmax(-1).ne(ref).sum())
+    assert (tail_wins > 0) == (top_p < 1.0)  # the exact fallback ran (and was needed)
 
 
 def test_cache_capacity_rounds_only_for_graphs():

@@ -19,15 +19,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from transformers import (
-    DynamicCache,
-    LogitsProcessor,
-    TemperatureLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import DynamicCache, LogitsProcessor
 
 from alpamayo_core.inference.decode_step import GraphedDecodeStep, StaticKV, TextDecodeStep
 from alpamayo_core.inference.timing import device_clock
+from alpamayo_core.inference.top_p import sample_top_p
 from alpamayo_core.inputs.prompt import PromptInputs
 from alpamayo_core.inputs.tokens import extract_texts
 from alpamayo_core.model.vocabulary import TokenIds
@@ -143,15 +139,18 @@ def _forward(vlm, input_ids: Tensor, positions: Tensor, cache: DynamicCache,
 
 
 class _TokenSampler:
-    """Reference next-token choice: mask `<iN>`, optional extra processor, temperature, top-p."""
+    """Reference next-token choice: mask `<iN>`, optional extra processor, temperature, top-p.
+
+    Temperature divides in place as HF's `TemperatureLogitsWarper` does out of place; top-p
+    picks HF's `TopPLogitsWarper` + multinomial token for the same generator (`top_p`).
+    """
 
     def __init__(self, token_ids: TokenIds, sampling: SamplingConfig,
                  extra_processor: LogitsProcessor | None, generator: torch.Generator | None):
         self.band = (token_ids.traj_token_start, token_ids.traj_token_end)
         self.greedy = sampling.greedy
         self.extra = extra_processor
-        self.warpers = [TemperatureLogitsWarper(sampling.temperature),
-                        TopPLogitsWarper(sampling.top_p)]
+        self.temperature, self.top_p = sampling.temperature, sampling.top_p
         self.generator = generator
 
     def __call__(self, input_ids: Tensor, logits: Tensor) -> Tensor:
@@ -162,10 +161,7 @@ class _TokenSampler:
             scores = self.extra(input_ids, scores)
         if self.greedy:
             return scores.argmax(dim=-1)
-        for warp in self.warpers:
-            scores = warp(input_ids, scores)
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        return sample_top_p(scores.div_(self.temperature), self.top_p, self.generator)
 
 
 def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
