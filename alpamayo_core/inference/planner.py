@@ -49,8 +49,9 @@ class Planner:
                  backend_selection: BackendSelection | None = None):
         """`backend`: an expert backend name or an already built `ExpertBackend` to share.
 
-        A name goes through `backends.select`: "auto" = the fastest available backend on the
-        model's device that passes a parity self-check against the eager torch step; a named
+        A name goes through `backends.select`: "auto" = the fastest (by a timed trial at this
+        planner's rows) available backend on the model's device that passes a parity
+        self-check against the eager torch step; a named
         one is checked too and, when it fails or cannot be built, replaced by the next of the
         auto order if `backend_fallback`, else BackendUnavailable. `backend_options` reach the
         backends (an option no backend takes is a ValueError). `backend_selection` records how
@@ -69,7 +70,7 @@ class Planner:
             self.backend_selection = select(
                 backend, self._model.denoise_step(), self._model.device,
                 fallback=backend_fallback, n_action=self.cfg.n_waypoints,
-                **(backend_options or {}))
+                trial_batch=self.sampling.num_rows, **(backend_options or {}))
             self._expert = self.backend_selection.backend
         LOG.info("expert backend: %s", self._expert.name)
 
