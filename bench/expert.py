@@ -59,7 +59,15 @@ def stats_ms(values_s: list[float], per: int = 1) -> dict[str, float]:
 
 
 def run_worker(args: argparse.Namespace) -> dict:
-    """Time one backend at one size over the whole sweep (runs in its own process)."""
+    """Time one backend at one size over the whole sweep (runs in its own process), under
+    inference mode as `Planner.plan` runs it."""
+    import torch
+
+    with torch.inference_mode():
+        return _sweep(args)
+
+
+def _sweep(args: argparse.Namespace) -> dict:
     import torch
 
     from alpamayo_core.backends import create_backend, options_for, select
