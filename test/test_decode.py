@@ -203,3 +203,18 @@ def test_cuda_graph_decode_equals_eager_on_gpu(setup):
         assert torch.equal(graphed.sequences, runs[0].sequences)
         for a, b in zip(graphed.keys, runs[0].keys, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_layout_memo_is_exact_and_recomputes_for_new_grids_or_weights(setup):
+    _ids, vlm, prompt = setup
+    visual, grid = vlm.model.visual, prompt.image_grid_thw
+    with torch.no_grad():
+        first = visual.fast_pos_embed_interpolate(grid)
+        assert visual.fast_pos_embed_interpolate(grid) is first  # remembered
+        assert torch.equal(first, visual.fast_pos_embed_interpolate.fn(grid))  # exact
+        assert torch.equal(visual.rot_pos_emb(grid), visual.rot_pos_emb.fn(grid))
+        other = visual.fast_pos_embed_interpolate(grid[:2])
+        assert other.shape[0] < first.shape[0]  # new grids recompute
+        visual.pos_embed.weight.mul_(2.0)  # new weights recompute
+        torch.testing.assert_close(visual.fast_pos_embed_interpolate(grid[:2]), 2 * other)
+        visual.pos_embed.weight.mul_(0.5)
