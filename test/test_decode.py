@@ -5,6 +5,8 @@ with a growing `DynamicCache` and a host read of the stop flags per token. The n
 the same token ids (sampled, seeded), logits within float rounding and the same K/V.
 """
 
+import copy
+
 import pytest
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
@@ -193,7 +195,7 @@ def test_cuda_graph_refuses_a_cpu_model(setup):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graph capture)")
 def test_cuda_graph_decode_equals_eager_on_gpu(setup):
     ids, vlm, prompt = setup
-    vlm = vlm.to("cuda")
+    vlm = copy.deepcopy(vlm).to("cuda")  # the module's fixture stays on the CPU
     prompt = type(prompt)(**{k: getattr(prompt, k).to("cuda") for k in
                              ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")})
     sampling = SamplingConfig(max_new_tokens=24, num_traj_samples=2, greedy=True)

@@ -22,6 +22,7 @@ from torch import Tensor
 from transformers import DynamicCache, LogitsProcessor
 
 from alpamayo_core.inference.decode_step import GraphedDecodeStep, StaticKV, TextDecodeStep
+from alpamayo_core.inference.frame_cache import ImageFeatures, prefill_with_features
 from alpamayo_core.inference.timing import device_clock
 from alpamayo_core.inference.top_p import sample_top_p
 from alpamayo_core.inputs.prompt import PromptInputs
@@ -276,19 +277,24 @@ def _static_cache(vlm, step: TextDecodeStep, prefill: DynamicCache, rows: int, p
 def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling: SamplingConfig,
                        tokenizer=None, generator: torch.Generator | None = None,
                        logits_processor: LogitsProcessor | None = None,
-                       decode: DecodeOptions | None = None) -> Phase1Result:
+                       decode: DecodeOptions | None = None,
+                       image_features: ImageFeatures | None = None) -> Phase1Result:
     """Phase 1: sample the reasoning for `sampling.num_rows` rows from one prompt.
 
     `tokenizer` (optional) decodes the texts; `generator` makes sampling reproducible;
     `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers;
-    `decode` chooses how the loop runs (static cache always; CUDA graph optional).
+    `decode` chooses how the loop runs (static cache always; CUDA graph optional);
+    `image_features` (from `frame_cache.encode_frames`) replace the vision tower pass.
     """
     options = decode or DecodeOptions()
     rows, prompt_len, device = sampling.num_rows, prompt.length, prompt.input_ids.device
     t0 = device_clock(device)
     positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
     prefill = DynamicCache()
-    logits = _forward(vlm, prompt.input_ids, positions, prefill, prompt)  # (1, V)
+    if image_features is None:
+        logits = _forward(vlm, prompt.input_ids, positions, prefill, prompt)  # (1, V)
+    else:
+        logits = prefill_with_features(vlm, prompt.input_ids, positions, prefill, image_features)
     step = TextDecodeStep(vlm)
     capacity = options.capacity(prompt_len + sampling.max_new_tokens)
     cache, graph = _static_cache(vlm, step, prefill, rows, prompt_len, capacity, options)
