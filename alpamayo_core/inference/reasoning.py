@@ -66,6 +66,9 @@ class DecodeOptions:
         (a read costs nothing there) and 8 on CUDA (each read is a host synchronisation).
     capacity_multiple: cache capacities are rounded up to a multiple of this, so that plans
         with nearby prompt lengths share a captured graph.
+
+    With `cuda_graph` the result's K/V are views of the graph's own cache: valid until the
+    next plan with the same (rows, capacity) (copy them to keep them longer).
     """
 
     cuda_graph: bool = False
