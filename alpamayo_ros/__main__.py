@@ -1,20 +1,26 @@
 """Run the alpamayo node: `python -m alpamayo_ros --ros-args --params-file config/alpamayo.yaml`.
 
 Also the `alpamayo-node` console script and the `alpamayo_node` executable (`ros2 run`).
-SIGINT and SIGTERM end it cleanly (exit code 0, also when a second signal arrives while it
-exits); a failed autostart configure exits with 1.
+SIGINT and SIGTERM end it cleanly within 2 s (exit code 0, also when a second signal arrives
+while it exits) and cancel a plan in flight; a failed autostart configure exits with 1, and so
+does an invalid start-up parameter, with one line on stderr naming the parameter and its range
+(no traceback).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import Callable
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from alpamayo_ros.node.alpamayo_node import AlpamayoNode
+from alpamayo_ros.node.params import parameter_range_text
 from alpamayo_ros.node.shutdown import ignore_exit_signals, until_shutdown
 
 
@@ -29,11 +35,17 @@ def _autostart(node: AlpamayoNode) -> bool:
     return True
 
 
-def main(args: list[str] | None = None,
-         node_factory: Callable[[], AlpamayoNode] = AlpamayoNode) -> int:
-    """Run one node until SIGINT/SIGTERM; `args` default to sys.argv (ROS arguments)."""
+def run(args: list[str] | None = None,
+        node_factory: Callable[[], AlpamayoNode] = AlpamayoNode) -> int:
+    """Run one node until SIGINT/SIGTERM; `args` default to sys.argv (ROS arguments). Returns
+    the exit code (the node, its plan worker and rclpy are shut down)."""
     rclpy.init(args=sys.argv if args is None else args)
-    node = node_factory()
+    try:
+        node = node_factory()
+    except ParameterException as err:
+        print(f"alpamayo: {_parameter_error_line(err)}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0
@@ -52,5 +64,23 @@ def main(args: list[str] | None = None,
     return code
 
 
+def main(args: list[str] | None = None,
+         node_factory: Callable[[], AlpamayoNode] = AlpamayoNode) -> None:
+    """Console entry point: `run`, then exit at once. Everything is shut down when `run`
+    returns; the interpreter's own finalisation (module teardown with torch loaded) takes
+    seconds and would break the 2 s exit bound, so it is skipped after flushing the logs."""
+    code = run(args, node_factory)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _parameter_error_line(err: ParameterException) -> str:
+    """'parameter NAME: REASON (RANGE)' from rclpy's '<message>: <name>' text."""
+    message, _, name = str(err).rpartition(": ")
+    return f"parameter {name}: {message} ({parameter_range_text(name)})"
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -7,9 +7,16 @@ straight drive at constant speed along +x of `odom` (x = speed * (stamp - start)
 Stamps come from the wall clock, so the node's ages are real.
 
 stdin commands (one per line; each is answered with "ACK <command>"):
-    fault <mode> [camera]   switch a fault on; modes: stop_camera, stop_odom, jump_back,
-                            duplicate, nan_pose, truncated_jpeg, wrong_encoding, wrong_size
-                            (camera defaults to the last one)
+    fault <mode> [camera]   switch a fault on (camera defaults to the last one); modes:
+                            cameras: stop_camera, truncated_jpeg, wrong_encoding, wrong_size
+                            (half size), hdr_jpeg (a float Radiance HDR file labelled jpeg),
+                            odd_yuv (raw yuv422, odd width), aspect (4:3 crop, stretched),
+                            mixed_res (every camera: JPEG 1/3 size, raw 1/4 size);
+                            odometry: stop_odom, nan_pose, map_frame (every other message in
+                            frame map, 50 m away), tiny_quat (quaternion (1e-5, 0, 0, 0)),
+                            nonfinite_cov (NaN covariance, inf twist), out_of_order (an extra
+                            message 10 ms older after each), flood (2 kHz of stamps);
+                            all: jump_back (-5 s), future (+100 s), duplicate
     clear                   all faults off
     quit                    exit (end of stdin does not stop the publisher)
 Prints "READY" once its publishers exist, "MATCHED" once every publisher has a subscriber and,
@@ -21,6 +28,7 @@ with --print-stamps CAMERA, "STAMP <ns>" for each image of that camera.
 from __future__ import annotations
 
 import argparse
+import array
 import math
 import sys
 import threading
@@ -39,8 +47,11 @@ from alpamayo_ros.node.image_conversion import array_to_image, rgb8_to_compresse
 from alpamayo_ros.node.params import DEFAULT_CAMERAS
 
 FAULTS = ("stop_camera", "stop_odom", "jump_back", "duplicate", "nan_pose", "truncated_jpeg",
-          "wrong_encoding", "wrong_size")
+          "wrong_encoding", "wrong_size", "hdr_jpeg", "odd_yuv", "aspect", "mixed_res",
+          "map_frame", "tiny_quat", "nonfinite_cov", "out_of_order", "flood", "future")
 JUMP_BACK_S = 5.0
+FUTURE_S = 100.0
+FLOOD_HZ = 2000.0
 _CAMERA_SKEW_S = 0.005  # camera i is stamped i * 5 ms before the tick (unsynchronised rig)
 
 
@@ -115,11 +126,17 @@ class SensorPublisher(Node):
             small = np.ascontiguousarray(rgb[::2, ::2])
             frames.append({
                 "raw": array_to_image(rgb, "rgb8"), "raw_small": array_to_image(small, "rgb8"),
-                "jpeg": rgb8_to_compressed(rgb), "jpeg_small": rgb8_to_compressed(small)})
+                "jpeg": rgb8_to_compressed(rgb), "jpeg_small": rgb8_to_compressed(small),
+                "raw_mixed": array_to_image(np.ascontiguousarray(rgb[::4, ::4]), "rgb8"),
+                "jpeg_mixed": rgb8_to_compressed(np.ascontiguousarray(rgb[::3, ::3])),
+                "raw_aspect": array_to_image(_crop_4_3(rgb), "rgb8"),
+                "jpeg_aspect": rgb8_to_compressed(_crop_4_3(rgb)),
+                "hdr": _hdr_bytes(small), "odd_yuv": _odd_yuv(w - 1, h)})
         return frames
 
     def now_ns(self) -> int:
         offset = -int(JUMP_BACK_S * 1e9) if self.faults.on("jump_back") else 0
+        offset += int(FUTURE_S * 1e9) if self.faults.on("future") else 0
         return time.time_ns() + offset
 
     def _publish(self, pub, msg) -> None:
@@ -143,14 +160,24 @@ class SensorPublisher(Node):
 
     def _camera_msg(self, index: int, name: str):
         frames = self.frames[index]
-        size = "_small" if self.faults.on("wrong_size", name) else ""
+        size = ""
+        if self.faults.on("wrong_size", name):
+            size = "_small"
+        if self.faults.on("aspect", name):
+            size = "_aspect"
+        if self.faults.on("mixed_res"):
+            size = "_mixed"
         if self.transports[index] == "compressed":
             msg = _copy_compressed(frames["jpeg" + size])
             if self.faults.on("truncated_jpeg", name):
                 msg.data = msg.data[: len(msg.data) // 2]
             if self.faults.on("wrong_encoding", name):
                 msg.format = "rgb8; webp compressed rgb8"
+            if self.faults.on("hdr_jpeg", name):
+                msg.data = frames["hdr"]
             return msg
+        if self.faults.on("odd_yuv", name):
+            return frames["odd_yuv"]
         msg = frames["raw" + size]
         msg.encoding = "rgb9" if self.faults.on("wrong_encoding", name) else "rgb8"
         return msg
@@ -160,21 +187,64 @@ class SensorPublisher(Node):
             return
         jitter_s = self.rng.uniform(-self.args.jitter_s, self.args.jitter_s) / 2.0
         true_ns = time.time_ns() + int(jitter_s * 1e9)
-        stamp_ns = true_ns + (self.now_ns() - time.time_ns())
+        offset_ns = self.now_ns() - time.time_ns()
+        last_ns, self._last_true_ns = getattr(self, "_last_true_ns", true_ns), true_ns
+        if self.faults.on("flood"):  # stamps every 0.5 ms since the previous message
+            for stamp_ns in range(last_ns + int(1e9 / FLOOD_HZ), true_ns, int(1e9 / FLOOD_HZ)):
+                self._publish(self.odom_pub, self._odom_msg(stamp_ns, offset_ns))
+        self._odd_message = not getattr(self, "_odd_message", False)
+        msg = self._odom_msg(true_ns, offset_ns)
+        self._publish(self.odom_pub, msg)
+        if self.faults.on("out_of_order"):
+            self._publish(self.odom_pub, self._odom_msg(true_ns - 10_000_000, offset_ns))
+
+    def _odom_msg(self, true_ns: int, offset_ns: int) -> Odometry:
+        """The pose at `true_ns` stamped `true_ns + offset_ns`, with the odometry faults."""
         msg = Odometry()
-        _stamp(msg.header, stamp_ns)
+        _stamp(msg.header, true_ns + offset_ns)
         msg.header.frame_id, msg.child_frame_id = "odom", "base_link"
         x_m = self.args.speed * (true_ns - self.start_ns) * 1e-9
         msg.pose.pose.position.x = math.nan if self.faults.on("nan_pose") else x_m
-        msg.pose.pose.orientation.w = 1.0
+        if self.faults.on("map_frame") and self._odd_message:
+            msg.header.frame_id = "map"
+            msg.pose.pose.position.y = 50.0
+        q = msg.pose.pose.orientation
+        q.x, q.w = (1e-5, 0.0) if self.faults.on("tiny_quat") else (0.0, 1.0)
         msg.twist.twist.linear.x = self.args.speed
-        self._publish(self.odom_pub, msg)
+        if self.faults.on("nonfinite_cov"):
+            msg.pose.covariance[0] = math.nan
+            msg.twist.twist.angular.z = math.inf
+        return msg
 
     def _check_matched(self) -> None:
         if not self._matched and all(
                 p.get_subscription_count() > 0 for p in (*self.cam_pubs, self.odom_pub)):
             self._matched = True
             emit("MATCHED")
+
+
+def _crop_4_3(rgb: np.ndarray) -> np.ndarray:
+    """The centre 4:3 part of a 16:9 image."""
+    h, w = rgb.shape[:2]
+    keep = h * 4 // 3
+    return np.ascontiguousarray(rgb[:, (w - keep) // 2:(w - keep) // 2 + keep])
+
+
+def _hdr_bytes(rgb: np.ndarray) -> array.array:
+    """A Radiance HDR (float32) file of the image: what a float camera writes."""
+    import cv2
+
+    ok, data = cv2.imencode(".hdr", rgb.astype(np.float32) / 255.0)
+    assert ok, "cv2 cannot write .hdr"
+    return array.array("B", data.tobytes())
+
+
+def _odd_yuv(width: int, height: int) -> Image:
+    """A raw yuv422 frame of odd width (4:2:2 needs pixel pairs)."""
+    msg = Image()
+    msg.height, msg.width, msg.encoding, msg.step = height, width, "yuv422", 2 * width
+    msg.data = array.array("B", bytes(2 * width * height))
+    return msg
 
 
 def _copy_compressed(src: CompressedImage) -> CompressedImage:

@@ -200,9 +200,29 @@ def test_buffer_is_bounded_in_time_and_rate_is_measured():
         ({"dt_s": 0.0}, "dt_s"),
         ({"buffer_s": 1.0}, "buffer_s"),
         ({"max_extrapolation_s": 0.5, "max_age_s": 0.2}, "max_extrapolation_s"),
-        ({"max_samples": 3}, "max_samples"),
+        ({"max_rate_hz": 0.0}, "max_rate_hz"),
+        ({"quat_norm_tolerance": -0.1}, "quat_norm_tolerance"),
     ],
 )
 def test_config_validation_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         EgoHistoryConfig(**kwargs)
+
+
+def test_one_khz_odometry_covers_the_history():
+    """The buffer is sized by time: 1 kHz for 3 s still holds the 1.5 s history."""
+    buffer = EgoHistoryBuffer(EgoHistoryConfig())
+    stamps = _stamps(1000, -3.0, 0.0)
+    for stamp, xyz, quat in _straight(stamps):
+        buffer.add_pose(stamp, xyz, quat)
+    history = buffer.history_at(int(stamps[-1]))
+    assert history.xyz_m.shape == (16, 3)
+    assert len(buffer._stamps_ns) > 2000
+
+
+def test_quaternion_far_from_unit_norm_is_dropped_and_counted():
+    buffer = EgoHistoryBuffer(EgoHistoryConfig(quat_norm_tolerance=0.01))
+    assert buffer.add_pose(1, (0, 0, 0), (1e-5, 0, 0, 0)) is AddResult.DROPPED_INVALID
+    assert buffer.add_pose(2, (0, 0, 0), (0, 0, 0, 1.02)) is AddResult.DROPPED_INVALID
+    assert buffer.add_pose(3, (0, 0, 0), (0, 0, 0, 1.005)) is AddResult.ACCEPTED
+    assert buffer.stats().counters["dropped_invalid"] == 2

@@ -251,3 +251,21 @@ def test_duck_typed_message_with_numpy_data():
 def test_array_to_image_rejects_mismatched_dtype():
     with pytest.raises(ImageConversionError, match="do not fit mono16"):
         array_to_image(np.zeros((2, 2), np.uint8), "mono16")
+
+
+def test_hdr_file_labelled_jpeg_raises_its_own_error():
+    """A float (Radiance HDR) image behind a jpeg label: ImageConversionError, not TypeError."""
+    ok, data = cv2.imencode(".hdr", np.full((8, 12, 3), 0.5, np.float32))
+    assert ok
+    msg = CompressedImage(format="rgb8; jpeg compressed bgr8", data=data.tobytes())
+    with pytest.raises(ImageConversionError, match=r"float32 pixels \(HDR"):
+        to_rgb8(msg)
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
+def test_odd_width_422_raises_its_own_error(encoding):
+    """4:2:2 packs pixel pairs: an odd width is ImageConversionError, not cv2.error."""
+    msg = SimpleNamespace(encoding=encoding, height=4, width=5, step=10, is_bigendian=0,
+                          data=bytes(40))
+    with pytest.raises(ImageConversionError, match="width must be even, got 5"):
+        to_rgb8(msg)

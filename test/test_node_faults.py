@@ -2,10 +2,11 @@
 
 One node process (real planner, tiny checkpoint) and one sensor publisher process are shared by
 the tests of this module; each test switches one fault on through the publisher's stdin (or, for
-"model raises", the fault file of test/fault_drill_node.py, the node with a planner that raises
-on demand), checks the INVALID plans and their reason, checks that no plan made while the fault
-was on is OK, switches it off and waits for an OK plan again.
-Cameras 0-2 are JPEG, camera 3 (front_tele) raw rgb8, all 1920x1080.
+"model raises" and "model hangs", the fault file of test/fault_drill_node.py, the node with a
+planner that fails on demand), checks the INVALID (or DEGRADED) plans and their reason, checks
+that no plan made while the fault was on is OK, switches it off and waits for an OK plan again.
+Cameras 0-2 are JPEG, camera 3 (front_tele) raw rgb8, all 1920x1080. The issue-10 rows are
+named in the test docstrings ("row N").
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import time
 import pytest
 from rosproc import NodeStack, next_domain_id, ros_env
 
-from alpamayo_ros.node.messages import STATUS_INVALID, STATUS_OK
+from alpamayo_ros.node.messages import (
+    DIAG_ERROR,
+    DIAG_OK,
+    STATUS_DEGRADED,
+    STATUS_INVALID,
+    STATUS_OK,
+)
 
 pytest.importorskip("alpamayo.msg", reason="build the interfaces: scripts/build_interfaces.sh")
 
@@ -34,7 +41,8 @@ def fault_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, fault_file):
     s = NodeStack(tmp_path_factory.getbasetemp(), TRANSPORTS,
-                  params={"plan_rate_hz": 2.0, "max_generation_tokens": 16},
+                  params={"plan_rate_hz": 2.0, "max_generation_tokens": 16,
+                          "plan_watchdog_periods": 6},
                   node_command=["test/fault_drill_node.py", "--fault-file", str(fault_file)])
     s.wait_plans(2, STATUS_OK, 90.0)
     yield s
@@ -56,23 +64,26 @@ def _switch(stack: NodeStack, command: str) -> int:
     return time.time_ns()
 
 
-def _run_fault(stack: NodeStack, on, off, reason: str) -> str:
-    """Switch a fault on, wait for INVALID plans whose reason matches `reason` (regex), check
-    that nothing after the first of them was OK while the fault lasted, switch it off and wait
-    for recovery. Returns the first matching reason."""
+def _run_fault(stack: NodeStack, on, off, reason: str, level: int = STATUS_INVALID) -> str:
+    """Switch a fault on, wait for plans of `level` whose reason matches `reason` (regex),
+    check that nothing after the first of them was OK while the fault lasted, switch it off
+    and wait for recovery. Returns the first matching reason."""
     start = len(stack.plans())
     on()
 
     def first_match():
         for index, plan in enumerate(stack.plans()[start:], start):
-            if plan.status.level == STATUS_INVALID and re.search(reason, plan.status.reason):
+            if plan.status.level == level and re.search(reason, plan.status.reason):
                 return index, plan
         return None
 
-    index, plan = stack.collector.wait_for(first_match, DETECT_S, f"INVALID plan /{reason}/")
+    index, plan = stack.collector.wait_for(first_match, DETECT_S,
+                                           f"plan of level {level} /{reason}/")
     time.sleep(1.5)  # several more ticks with the fault on
     during = stack.plans()[index:]
-    assert plan.trajectories == [] and plan.header.frame_id == "odom"
+    if level == STATUS_INVALID:
+        assert plan.trajectories == []
+    assert plan.header.frame_id == "odom"
     assert all(p.status.level != STATUS_OK for p in during), [p.status.reason for p in during]
     assert stack.node.alive(), stack.node.tail()
     off_ns = off()
@@ -80,10 +91,11 @@ def _run_fault(stack: NodeStack, on, off, reason: str) -> str:
     return plan.status.reason
 
 
-def _fault(stack: NodeStack, mode: str, reason: str, camera: str = "") -> str:
+def _fault(stack: NodeStack, mode: str, reason: str, camera: str = "",
+           level: int = STATUS_INVALID) -> str:
     command = f"fault {mode} {camera}".strip()
     return _run_fault(stack, lambda: _switch(stack, command), lambda: _switch(stack, "clear"),
-                      reason)
+                      reason, level)
 
 
 @pytest.mark.parametrize("camera", [CROSS_LEFT, FRONT_WIDE])
@@ -96,28 +108,132 @@ def test_odometry_stops(healthy):
     _fault(healthy, "stop_odom", r"^odometry: odometry is stale")
 
 
+def test_a_lasting_fault_is_logged_once(healthy):
+    """Row 13: a fault lasting seconds, whose reason's timings change every plan, is logged
+    once (on the change of the reason's kind), not once per plan."""
+    lines_before, plans_before = len(healthy.node.lines), len(healthy.plans())
+    _switch(healthy, "fault stop_odom")
+
+    def stale_reasons():
+        reasons = {p.status.reason for p in healthy.plans()[plans_before:]
+                   if "odometry is stale" in p.status.reason}
+        return reasons if len(reasons) >= 3 else None
+
+    reasons = healthy.collector.wait_for(stale_reasons, 3 * DETECT_S, "3 stale reasons")
+    off_ns = _switch(healthy, "clear")
+    logged = [line for line in healthy.node.lines[lines_before:]
+              if "plan status: odometry: odometry is stale" in line]
+    assert len(logged) == 1, (logged, reasons)
+    healthy.wait_plans(1, STATUS_OK, RECOVER_S, after=off_ns)
+
+
 def test_timestamps_jump_back(healthy):
     _fault(healthy, "jump_back", rf"camera {FRONT_WIDE}: stale \(newest frame [45]\.\d+ s old")
     resets = _diag_counter(healthy, "alpamayo: input odometry", "clock_resets")
     assert resets >= 1
 
 
-def test_duplicate_stamps_are_dropped_and_plans_stay_ok(healthy):
+def test_duplicate_stamps_are_dropped_and_plans_are_degraded(healthy):
+    """Row 6: duplicates are dropped, counted and said in the status (DEGRADED)."""
     before = _diag_counter(healthy, f"alpamayo: input {FRONT_WIDE}", "dropped_duplicate")
-    on_ns = _switch(healthy, "fault duplicate")
-    plans = healthy.wait_plans(3, STATUS_OK, RECOVER_S, after=on_ns)
-    healthy.collector.wait_for(
-        lambda: _diag_counter(healthy, f"alpamayo: input {FRONT_WIDE}",
-                              "dropped_duplicate") > before, 10.0, "duplicates counted")
+    reason = _fault(healthy, "duplicate", r"duplicated stamps dropped since the previous plan",
+                    level=STATUS_DEGRADED)
+    assert f"camera {FRONT_WIDE}: " in reason and "odometry: " in reason
+    assert _diag_counter(healthy, f"alpamayo: input {FRONT_WIDE}", "dropped_duplicate") > before
     assert _diag_counter(healthy, "alpamayo: input odometry", "dropped_duplicate") > 0
-    for plan in plans:  # a plan's frames are distinct messages, one per target time
-        assert len({a.name for a in plan.input_ages}) == 5
+
+
+def test_out_of_order_odometry_is_degraded(healthy):
+    """Row 6: out-of-order odometry is a DEGRADED reason, not only a counter."""
+    _fault(healthy, "out_of_order", r"odometry: \d+ out-of-order messages dropped",
+           level=STATUS_DEGRADED)
+    assert _diag_counter(healthy, "alpamayo: input odometry", "dropped_out_of_order") > 0
+
+
+def test_nonfinite_covariance_and_twist_are_degraded(healthy):
+    """Row 6: twist and covariance are unused, but non-finite ones make the plan DEGRADED."""
+    _fault(healthy, "nonfinite_cov", r"odometry: \d+ messages with non-finite twist/covariance",
+           level=STATUS_DEGRADED)
+
+
+def test_odometry_in_another_frame_is_rejected_and_named(healthy):
+    """Row 3: poses in frame map (50 m away) are dropped, counted and named."""
+    reason = _fault(healthy, "map_frame", r"messages in frame 'map' dropped \(odom_frame is "
+                    r"'odom'\)", level=STATUS_DEGRADED)
+    assert reason.startswith("odometry: ")
+    assert _diag_counter(healthy, "alpamayo: input odometry", "dropped_wrong_frame") > 0
+    for plan in healthy.plans()[-8:]:  # the pose at t0 never jumps to the map poses
+        assert abs(plan.ego_pose_t0.position.y) < 1.0, plan.ego_pose_t0
+
+
+def test_quaternion_far_from_unit_is_invalid(healthy):
+    """Row 4: (1e-5, 0, 0, 0) is not normalised silently: every pose is dropped."""
+    _fault(healthy, "tiny_quat", r"^odometry: .*invalid poses dropped")
+    assert _diag_counter(healthy, "alpamayo: input odometry", "dropped_invalid") > 0
+
+
+def test_stamps_ahead_of_the_node_clock_are_invalid(healthy):
+    """Row 5: every stream stamped +100 s."""
+    _fault(healthy, "future", r"stamped (99|100)\.\d+ s ahead of the node clock "
+           r"\(max_future_stamp_s 0.25\)")
+
+
+def test_odometry_flood_above_1khz_keeps_plans_ok(healthy):
+    """Row 8: under an odometry flood (2 kHz of stamps offered) the node keeps planning OK.
+    How many it accepts depends on the machine (about 350/s on 2 loaded cores, where a
+    1000-message buffer would still hold 1.5 s); test_ego_history's 1 kHz test is the one
+    that fails on a count-sized buffer."""
+    before = _diag_counter(healthy, "alpamayo: input odometry", "accepted")
+    on_ns = _switch(healthy, "fault flood")
+    time.sleep(2.0)  # the buffer fills with dense stamps
+    plans = healthy.wait_plans(3, STATUS_OK, RECOVER_S, after=on_ns + 2_000_000_000)
+    time.sleep(1.5)  # a diagnostics message with the counters of the flood
+    accepted = _diag_counter(healthy, "alpamayo: input odometry", "accepted") - before
+    flood_s = (time.time_ns() - on_ns) * 1e-9  # >= the time those counters cover
     _switch(healthy, "clear")
+    assert len(plans) >= 3
+    assert accepted / flood_s > 200.0, (accepted, flood_s)  # 4x the publisher's 50 Hz
+
+
+def test_cameras_of_different_resolutions_are_resized(healthy):
+    """Row 9: JPEG cameras at 640x360 beside a raw one at 480x270 plan OK."""
+    on_ns = _switch(healthy, "fault mixed_res")
+    plans = healthy.wait_plans(3, STATUS_OK, RECOVER_S, after=on_ns + 500_000_000)
+    _switch(healthy, "clear")
+    assert len(plans) >= 3
+
+
+def test_camera_aspect_ratio_far_off_is_degraded(healthy):
+    """Row 9: a 4:3 camera beside 16:9 ones is stretched and said (DEGRADED)."""
+    _fault(healthy, "aspect", rf"camera {CROSS_LEFT}: aspect ratio 1440x1080 is 25% off",
+           CROSS_LEFT, level=STATUS_DEGRADED)
 
 
 def test_nan_pose(healthy):
     _fault(healthy, "nan_pose", r"^odometry: ")
     assert _diag_counter(healthy, "alpamayo: input odometry", "dropped_invalid") > 0
+
+
+def test_hdr_image_labelled_jpeg(healthy):
+    """Rows 1 and 14: an HDR (float) file behind a jpeg label is INVALID with the decoder's own
+    error, and the camera's diagnostic goes ERROR while the planner keeps planning."""
+    _fault(healthy, "hdr_jpeg", rf"camera {CROSS_LEFT}: frame cannot be decoded.*float32 "
+           r"pixels \(HDR", CROSS_LEFT)
+    statuses = [a.status for a in healthy.collector.messages("/diagnostics")]
+    camera = [s for group in statuses for s in group
+              if s.name == f"alpamayo: input {CROSS_LEFT}"]
+    assert any(s.level == bytes([DIAG_ERROR]) and "cannot be decoded" in s.message
+               for s in camera)
+    assert _diag_counter(healthy, f"alpamayo: input {CROSS_LEFT}", "decode_failures") > 0
+    healthy.collector.wait_for(
+        lambda: _diag_level(healthy, f"alpamayo: input {CROSS_LEFT}") == DIAG_OK, 10.0,
+        "camera diagnostic OK again")
+
+
+def test_odd_width_yuv422(healthy):
+    """Row 1: a raw yuv422 frame of odd width is INVALID with the decoder's own error."""
+    _fault(healthy, "odd_yuv", rf"camera {TELE}: frame cannot be decoded.*width must be even",
+           TELE)
 
 
 def test_truncated_jpeg(healthy):
@@ -134,11 +250,6 @@ def test_wrong_encoding_compressed_format(healthy):
            CROSS_LEFT)
 
 
-def test_image_of_wrong_size(healthy):
-    _fault(healthy, "wrong_size", rf"camera {CROSS_LEFT}: image size 960x540 differs",
-           CROSS_LEFT)
-
-
 def test_model_raises(healthy, fault_file):
     def on():
         fault_file.touch()
@@ -152,12 +263,97 @@ def test_model_raises(healthy, fault_file):
     assert str(fault_file) in reason
 
 
-def _diag_counter(stack: NodeStack, name: str, key: str) -> int:
+def test_model_hangs_and_the_watchdog_says_so(healthy, fault_file):
+    """Row 1: no plan for longer than plan_watchdog_periods (6 at 2 Hz) -> planner ERROR on
+    /diagnostics, which keeps publishing; the planner recovers when the hang ends."""
+    fault_file.write_text("hang")
+    try:
+        status = healthy.collector.wait_for(
+            lambda: _diag_status(healthy, "alpamayo: planner", "no plan finished for"),
+            DETECT_S, "watchdog ERROR")
+        assert status.level == bytes([DIAG_ERROR])
+        assert "plan_watchdog_periods 6" in status.message
+    finally:
+        fault_file.unlink()
+    healthy.wait_plans(1, STATUS_OK, RECOVER_S, after=time.time_ns())
+    healthy.collector.wait_for(lambda: _diag_level(healthy, "alpamayo: planner") == DIAG_OK,
+                               10.0, "planner diagnostic OK again")
+
+
+def test_truncated_reasoning_is_degraded(healthy):
+    """Row 7: at temperature 10 the tiny model's reasoning rarely reaches
+    <|traj_future_start|> within max_generation_tokens (16): DEGRADED with the reason."""
+    reason = (r"^model: 1 of 1 reasoning samples reached max_generation_tokens \(16\) "
+              r"without <\|traj_future_start\|>: trajectory conditioned on a truncated")
+    start = len(healthy.plans())
+    _set_parameter(healthy, "temperature", 10.0)
+    try:  # (a sample that does reach it, ~4 % at this temperature, is rightly OK)
+        plan = healthy.collector.wait_for(
+            lambda: next((p for p in healthy.plans()[start:] if p.status.level ==
+                          STATUS_DEGRADED and re.search(reason, p.status.reason)), None),
+            DETECT_S, "DEGRADED plan for a truncated reasoning")
+    finally:
+        _set_parameter(healthy, "temperature", 0.6)
+    assert len(plan.trajectories) == 1 and plan.num_generated_tokens == 16
+
+
+def test_use_sim_time_without_clock_is_reported(healthy):
+    """Row 12: use_sim_time set live with no /clock publisher: /diagnostics keeps publishing
+    (wall-clock timer) and says the node clock is not advancing; switching back recovers."""
+    _set_parameter(healthy, "use_sim_time", True)
+    try:
+        status = healthy.collector.wait_for(
+            lambda: _diag_status(healthy, "alpamayo: planner", "node clock is not advancing"),
+            DETECT_S, "clock-not-advancing ERROR")
+        assert status.level == bytes([DIAG_ERROR])
+        count = len(healthy.collector.messages("/diagnostics"))
+        healthy.collector.wait_for(  # still publishing at ~1 Hz
+            lambda: len(healthy.collector.messages("/diagnostics")) >= count + 3, 10.0,
+            "3 more diagnostics")
+    finally:
+        _set_parameter(healthy, "use_sim_time", False)
+    healthy.wait_plans(1, STATUS_OK, RECOVER_S, after=time.time_ns())
+
+
+def _set_parameter(stack: NodeStack, name: str, value) -> None:
+    """Set one parameter of /alpamayo over its set_parameters service."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = stack.collector.node.create_client(SetParameters, "/alpamayo/set_parameters")
+    try:
+        assert client.wait_for_service(timeout_sec=10.0), "no /alpamayo/set_parameters"
+        parameter = Parameter(name, value=value).to_parameter_msg()
+        request = SetParameters.Request(parameters=[parameter])
+        future = client.call_async(request)
+        stack.collector.wait_for(future.done, 10.0, f"set {name}")
+        assert future.result().results[0].successful, future.result().results[0].reason
+    finally:
+        stack.collector.node.destroy_client(client)
+
+
+def _diag_status(stack: NodeStack, name: str, message: str = ""):
+    """The newest status called `name` (whose message contains `message`), else None."""
     for array in reversed(stack.collector.messages("/diagnostics")):
         for status in array.status:
-            if status.name == name:
-                return int({kv.key: kv.value for kv in status.values}.get(key, 0))
-    return 0
+            if status.name == name and message in status.message:
+                return status
+    return None
+
+
+def _diag_level(stack: NodeStack, name: str) -> int | None:
+    status = _diag_status(stack, name)
+    return None if status is None else status.level[0]
+
+
+def _diag_value(stack: NodeStack, name: str, key: str) -> float:
+    status = _diag_status(stack, name)
+    return 0.0 if status is None else float(
+        {kv.key: kv.value for kv in status.values}.get(key, 0))
+
+
+def _diag_counter(stack: NodeStack, name: str, key: str) -> int:
+    return int(_diag_value(stack, name, key))
 
 
 def test_configure_fails_cleanly_on_a_corrupt_checkpoint(tmp_path, monkeypatch):

@@ -73,9 +73,24 @@ def test_stale_reference_camera_is_invalid():
         _assemble(*_buffers(), now_s=0.8)
 
 
-def test_frames_of_different_size_are_invalid():
-    with pytest.raises(InputsUnavailable, match="camera a: image size 6x4 differs"):
-        _assemble(*_buffers(sizes={"a": (4, 6)}))
+def test_camera_of_another_resolution_is_resized_on_its_own():
+    out = _assemble(*_buffers(sizes={"a": (4, 6)}))  # same 3:2 aspect as b's 8x12
+    assert out.level == STATUS_OK and out.reason == ""
+    assert out.inputs.images_rgb.shape == (2, 4, 8, 12, 3)
+    np.testing.assert_array_equal(out.inputs.images_rgb[0], 0)
+
+
+def test_camera_aspect_ratio_far_off_is_degraded():
+    out = _assemble(*_buffers(sizes={"a": (8, 8)}))
+    assert out.level == STATUS_DEGRADED
+    assert out.reason == ("camera a: aspect ratio 8x8 is 33% off reference camera b (12x8); "
+                          "stretched")
+
+
+def test_stamps_ahead_of_the_node_clock_are_invalid():
+    with pytest.raises(InputsUnavailable, match=r"stamped 0\.300 s ahead of the node clock "
+                       r"\(max_future_stamp_s 0\.25\)"):
+        _assemble(*_buffers(), now_s=-0.3)
 
 
 def test_odometry_in_another_frame_is_invalid():

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 import pytest
 import torch
+from transformers import LogitsProcessor
 
 from alpamayo_core.inference.plan import PlanInputs
 from alpamayo_core.inference.planner import Planner
-from alpamayo_core.inference.reasoning import SamplingConfig
+from alpamayo_core.inference.reasoning import PlanCancelled, SamplingConfig
 from alpamayo_core.inference.selection import select_medoid
 from alpamayo_core.model.config import FlowConfig
 
@@ -137,3 +139,33 @@ def test_unseeded_plan_leaves_torch_global_rng_alone(planner):
     b = planner.plan(straight_inputs())
     assert torch.equal(torch.rand(4), expected)  # neither read nor reseeded
     assert not np.array_equal(a.xyz_m, b.xyz_m)  # still a fresh draw per plan
+
+
+def test_tiny_model_ends_its_reasoning(planner):
+    """make_tiny's stop direction: the reasoning ends at <|traj_future_start|> at once."""
+    plan = planner.plan(straight_inputs(), seed=3)
+    assert plan.num_truncated_reasoning == 0 and plan.num_generated_tokens == 2
+
+
+def test_cancel_stops_the_plan_between_tokens_and_before_the_flow(planner):
+    cancel = threading.Event()
+
+    class CancelAtSecondToken(LogitsProcessor):
+        calls = 0
+
+        def __call__(self, input_ids, scores):
+            CancelAtSecondToken.calls += 1
+            if CancelAtSecondToken.calls == 2:
+                cancel.set()
+            return scores
+
+    hot = planner.with_settings(sampling=SamplingConfig(max_new_tokens=6, temperature=10.0))
+    with pytest.raises(PlanCancelled, match="during reasoning decode"):
+        hot.plan(straight_inputs(), seed=0, logits_processor=CancelAtSecondToken(),
+                 cancel=cancel)
+    assert CancelAtSecondToken.calls == 2  # no token after the cancel
+    with pytest.raises(PlanCancelled, match="during preprocessing"):
+        planner.plan(straight_inputs(), seed=0, cancel=cancel)
+    plan = planner.plan(straight_inputs(), seed=0, cancel=threading.Event())  # not set: plans
+    np.testing.assert_allclose(plan.xyz_m, planner.plan(straight_inputs(), seed=0).xyz_m,
+                               atol=1e-6)

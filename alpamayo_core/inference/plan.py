@@ -60,6 +60,8 @@ class Plan:
         timings_ms: per-stage wall time in milliseconds (preprocess, prefill, decode, flow,
             total, ...).
         num_generated_tokens: tokens sampled in phase 1 (per row, max over samples).
+        num_truncated_reasoning: samples whose reasoning reached max_new_tokens without
+            `<|traj_future_start|>` (their trajectory conditions on a truncated reasoning).
         model_id: short id of the loaded model (name + weights hash).
         backend: name of the expert backend that produced the trajectories.
     """
@@ -77,6 +79,7 @@ class Plan:
     answer: tuple[str, ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
     num_generated_tokens: int = 0
+    num_truncated_reasoning: int = 0
     model_id: str = ""
     backend: str = ""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from alpamayo_core.inference.reasoning import (
     DecodeOptions,
     Phase1Result,
     SamplingConfig,
+    check_cancel,
     generate_reasoning,
 )
 from alpamayo_core.inference.selection import select_medoid
@@ -157,7 +159,8 @@ class Planner:
     @torch.inference_mode()
     def plan(self, inputs: PlanInputs, seed: int | None = None,
              noise: torch.Tensor | None = None,
-             logits_processor: LogitsProcessor | None = None) -> Plan:
+             logits_processor: LogitsProcessor | None = None,
+             cancel: threading.Event | None = None) -> Plan:
         """One plan.
 
         Args:
@@ -167,12 +170,15 @@ class Planner:
             noise: (B, T, 2) flow noise at t=0, overriding the seeded draw.
             logits_processor: an HF `LogitsProcessor` applied during reasoning after the
                 `<iN>` mask (constrained or forced decoding, e.g. a fixed reasoning).
+            cancel: set from another thread to stop the plan: checked between stages, before
+                every reasoning token and every flow step; raises `PlanCancelled`.
         """
         self.validate(inputs)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         prompt = self.preprocess(inputs)
         timings["preprocess"] = self._ms_since(start)
+        check_cancel(cancel, "preprocessing")
         mark = device_clock(self.device)
         features = self._encode(inputs, prompt)
         timings["vision"] = self._ms_since(mark)
@@ -181,10 +187,11 @@ class Planner:
         phase1 = generate_reasoning(self._model.vlm, prompt, self.loaded.token_ids,
                                     self.sampling, tokenizer=self.loaded.tokenizer,
                                     generator=generator, logits_processor=logits_processor,
-                                    decode=self.decode, image_features=features)
+                                    decode=self.decode, image_features=features,
+                                    cancel=cancel)
         timings["prefill"], timings["decode"] = phase1.prefill_s * 1e3, phase1.decode_s * 1e3
         mark = device_clock(self.device)
-        actions = self._flow(phase1, generator, noise)  # (B, T, 2) normalised
+        actions = self._flow(phase1, generator, noise, cancel)  # (B, T, 2) normalised
         timings["flow"] = self._ms_since(mark)
         mark = time.perf_counter()
         plan = self._assemble(inputs, phase1, actions)
@@ -205,7 +212,10 @@ class Planner:
                              prompt.image_grid_thw, keys, self.frame_cache if keys else None)
 
     def _flow(self, phase1: Phase1Result, generator: torch.Generator,
-              noise: torch.Tensor | None) -> torch.Tensor:
+              noise: torch.Tensor | None, cancel: threading.Event | None) -> torch.Tensor:
+        """(B, T, 2) normalised actions. With `cancel`, the generic sampler runs over the
+        backend's `velocity` so the event is checked before every step (a backend's own
+        `sample` fast path, e.g. ONNX Runtime io-binding, has no such hook)."""
         rows, n_act = phase1.sequences.shape[0], self.cfg.n_waypoints
         prefix = self._model.expert.build_prefix(
             list(zip(phase1.keys, phase1.values, strict=True)),
@@ -217,7 +227,16 @@ class Planner:
         elif tuple(noise.shape) != (rows, n_act, 2):
             raise ValueError(f"noise: expected ({rows}, {n_act}, 2), got {tuple(noise.shape)}")
         self._expert.bind(prefix)
-        return self._expert.sample(noise.to(self.device, torch.float32), self.flow)
+        noise = noise.to(self.device, torch.float32)
+        if cancel is None:
+            return self._expert.sample(noise, self.flow)
+        self._expert.check_batch(noise)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            check_cancel(cancel, "flow matching")
+            return self._expert.velocity(x, t)
+
+        return flow_matching.sample(velocity, noise, self.flow)
 
     def _assemble(self, inputs: PlanInputs, phase1: Phase1Result,
                   actions: torch.Tensor) -> Plan:
@@ -238,7 +257,9 @@ class Planner:
             cot=tuple(t["cot"] for t in phase1.texts),
             meta_action=tuple(t["meta_action"] for t in phase1.texts),
             answer=tuple(t["answer"] for t in phase1.texts),
-            num_generated_tokens=phase1.num_generated, model_id=self.model_id,
+            num_generated_tokens=phase1.num_generated,
+            num_truncated_reasoning=int((~phase1.found_future_start).sum()),
+            model_id=self.model_id,
             backend=self.backend_name)
 
 

@@ -14,6 +14,7 @@ P = cached tokens, V = vocabulary, KV = key/value heads, D = head dim.
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -30,6 +31,16 @@ from alpamayo_core.inputs.tokens import extract_texts
 from alpamayo_core.model.vocabulary import TokenIds
 
 logger = logging.getLogger(__name__)
+
+
+class PlanCancelled(RuntimeError):
+    """A plan in flight was cancelled through its cancel event (shutdown, deactivate)."""
+
+
+def check_cancel(cancel: threading.Event | None, where: str) -> None:
+    """Raise `PlanCancelled` if `cancel` is set; `where` names the stage for the message."""
+    if cancel is not None and cancel.is_set():
+        raise PlanCancelled(f"plan cancelled during {where}")
 
 
 @dataclass(frozen=True)
@@ -170,7 +181,8 @@ class _TokenSampler:
 
 def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
             prompt_len: int, first_position: int, sample: _TokenSampler, token_ids: TokenIds,
-            options: DecodeOptions, graph: GraphedDecodeStep | None = None) -> int:
+            options: DecodeOptions, graph: GraphedDecodeStep | None = None,
+            cancel: threading.Event | None = None) -> int:
     """Sample into `seqs[:, prompt_len:]` until every row is done; returns tokens generated.
 
     A row is done one token after its `<|traj_future_start|>` or at `<|im_end|>`; done rows get
@@ -178,6 +190,8 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
     Stop conditions stay on the device; the host reads them every `stop_check_every` tokens
     (tokens decoded past the stop are discarded: the caller keeps `n` tokens and `n - 1` cache
     columns past the prompt).
+    `cancel` is checked before every token (`PlanCancelled`): the host-side event costs no
+    device synchronisation.
     """
     rows, device = seqs.shape[0], seqs.device
     max_new = seqs.shape[1] - prompt_len
@@ -189,6 +203,7 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
     columns = torch.arange(prompt_len, prompt_len + max_new, device=device)
     check_every = options.check_interval(device)
     for i in range(max_new):
+        check_cancel(cancel, "reasoning decode")
         at = prompt_len + i
         nxt = torch.where(done, pad, sample(seqs[:, :at], logits))  # (B,)
         seqs[:, at] = nxt
@@ -196,7 +211,6 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
         seen_stop |= nxt == token_ids.traj_future_start
         all_done[i] = done.all()
         if (i + 1) % check_every == 0 or i == max_new - 1:
-            # A cancel check (between chunks of tokens) belongs here.
             finished = all_done[:i + 1]
             if bool(finished.any()):
                 return int(finished.to(torch.int8).argmax()) + 1
@@ -210,26 +224,12 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
     return max_new
 
 
-def _warn_no_future_start(missing: int, rows: int) -> None:
-    """Warn the first time (then at DEBUG: a model that never stops would flood the log)."""
-    level = logging.DEBUG if _warn_no_future_start.seen else logging.WARNING
-    _warn_no_future_start.seen = True
-    logger.log(level, "%d of %d rows produced no <|traj_future_start|> within max_new_tokens; "
-               "phase 2 sees the whole sequence for them (logged once; see "
-               "Plan.num_generated_tokens)", missing, rows)
-
-
-_warn_no_future_start.seen = False
-
-
 def _locate_future_start(seqs: Tensor, prompt_len: int, stop_id: int, pad_id: int):
     """First `<|traj_future_start|>` per row after the prompt; pads everything after it."""
     hits = seqs[:, prompt_len:] == stop_id  # (B, L - L0)
     found = hits.any(dim=1)
     index = torch.where(found, hits.int().argmax(dim=1) + prompt_len,
                         torch.full_like(found, seqs.shape[1] - 1, dtype=torch.int64))
-    if not bool(found.all()):
-        _warn_no_future_start(int((~found).sum()), found.numel())
     after = torch.arange(seqs.shape[1], device=seqs.device)[None, :] > index[:, None]
     seqs = seqs.masked_fill(after & found[:, None], pad_id)
     return seqs, index, found
@@ -281,13 +281,17 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
                        tokenizer=None, generator: torch.Generator | None = None,
                        logits_processor: LogitsProcessor | None = None,
                        decode: DecodeOptions | None = None,
-                       image_features: ImageFeatures | None = None) -> Phase1Result:
+                       image_features: ImageFeatures | None = None,
+                       cancel: threading.Event | None = None) -> Phase1Result:
     """Phase 1: sample the reasoning for `sampling.num_rows` rows from one prompt.
 
     `tokenizer` (optional) decodes the texts; `generator` makes sampling reproducible;
     `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers;
     `decode` chooses how the loop runs (static cache always; CUDA graph optional);
-    `image_features` (from `frame_cache.encode_frames`) replace the vision tower pass.
+    `image_features` (from `frame_cache.encode_frames`) replace the vision tower pass;
+    `cancel` (set from another thread) stops decoding with `PlanCancelled` before the next token.
+    Rows that produced no `<|traj_future_start|>` are flagged in `found_future_start` (the
+    caller reports them: `Plan.num_truncated_reasoning`).
     """
     options = decode or DecodeOptions()
     rows, prompt_len, device = sampling.num_rows, prompt.length, prompt.input_ids.device
@@ -308,7 +312,7 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator)
     first_position = int(positions.max()) + 1
     n_new = _decode(step, cache, logits, seqs, prompt_len, first_position, sample, token_ids,
-                    options, graph)
+                    options, graph, cancel)
     t2 = device_clock(device)
     seqs, index, found = _locate_future_start(seqs[:, :prompt_len + n_new], prompt_len,
                                               token_ids.traj_future_start, token_ids.pad)

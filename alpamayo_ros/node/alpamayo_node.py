@@ -7,9 +7,12 @@ activate starts the planning timer; deactivate stops it; cleanup releases the mo
 
 Planning runs on one worker thread, never on the executor: a timer tick hands the work over, and
 a tick that finds the previous plan still running is skipped and counted (never queued). Each
-plan is for t0 = newest reference-camera stamp, stamped t0 in `odom_frame`; its status is OK,
-DEGRADED or INVALID as defined in `plan_assembly`. INVALID plans carry no trajectories, and only
-`~/plan` (with the reason) is published for them.
+plan is for t0 = newest reference-camera stamp, stamped t0 in `odom_frame`; it and its status
+(OK, DEGRADED or INVALID) come from `plan_step.PlanStep`, the function the offline evaluation
+shares. INVALID plans carry no trajectories, and only `~/plan` (with the reason) is published
+for them. Teardown cancels the plan in flight (its next reasoning token or flow step stops it).
+/diagnostics runs on the wall clock, so a stopped node clock (use_sim_time without /clock) or a
+stalled planner is still reported.
 
 Topics (node-relative): ~/plan (alpamayo/DrivingPlan), ~/trajectory (nav_msgs/Path, selected
 sample), ~/history (nav_msgs/Path, the ego history the model was given), ~/reasoning
@@ -22,7 +25,7 @@ folder in `model_dir`); pass another loader to wrap or replace it (tests inject 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -31,6 +34,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -38,25 +42,27 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from alpamayo.msg import DrivingPlan
-from alpamayo_core.inference.plan import Plan, PlanInputs
-from alpamayo_ros.node import messages
+from alpamayo_core.inference.plan import PlanInputs
+from alpamayo_ros.node import messages, plan_step
 from alpamayo_ros.node import params as node_params
 from alpamayo_ros.node.camera_buffer import CameraBuffer
 from alpamayo_ros.node.ego_history import EgoHistoryBuffer
-from alpamayo_ros.node.node_status import NodeStatus, diagnostics_statuses, history_path
+from alpamayo_ros.node.node_status import (
+    ClockWatch,
+    NodeStatus,
+    ReasonLog,
+    diagnostics_statuses,
+)
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.node.pipeline import load_planner, make_buffers, with_node_settings
-from alpamayo_ros.node.plan_assembly import (
-    AssembledInputs,
-    InputsUnavailable,
-    assemble,
-    input_ages_s,
-)
+from alpamayo_ros.node.plan_step import PlanStep
 
 if TYPE_CHECKING:
     from alpamayo_core.inference.planner import Planner
 
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+#: How long teardown waits for a cancelled plan (it stops at its next token or flow step).
+_CANCEL_WAIT_S = 1.5
 _SAMPLING_PARAMS = ("temperature", "top_p", "max_generation_tokens", "num_traj_samples",
                     "num_flow_steps")
 _OUTPUTS = {"plan": DrivingPlan, "trajectory": Path, "history": Path, "reasoning": String,
@@ -69,12 +75,11 @@ class AlpamayoNode(LifecycleNode):
     def __init__(self, node_name: str = "alpamayo", *,
                  planner_loader: Callable[[NodeParams], Planner] = load_planner,
                  **kwargs) -> None:
-        """`planner_loader` builds the planner in configure; `kwargs` go to `LifecycleNode`."""
-        super().__init__(node_name, **kwargs)
+        """`planner_loader` builds the planner in configure; `kwargs` go to `LifecycleNode`.
+
+        The state is set before `LifecycleNode.__init__`: a parameter override that fails its
+        declaration raises there, and rclpy's shutdown then destroys the half-built node."""
         self._planner_loader = planner_loader
-        node_params.declare_parameters(self)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
         self._params: NodeParams | None = None
         self._planner = None
         self._cameras: CameraBuffer | None = None
@@ -86,7 +91,15 @@ class AlpamayoNode(LifecycleNode):
         self._plan_timer = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alpamayo_plan")
         self._future: concurrent.futures.Future | None = None
+        self._cancel = threading.Event()  # set to stop the plan in flight (teardown)
+        self._plan_step: PlanStep | None = None
+        self._reason_log = ReasonLog()
+        self._clock_watch = ClockWatch()
         self.status = NodeStatus()
+        super().__init__(node_name, **kwargs)
+        node_params.declare_parameters(self)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
 
     # -- parameters ---------------------------------------------------------------------------
     def _validate_parameters(self, changes) -> SetParametersResult:
@@ -101,6 +114,8 @@ class AlpamayoNode(LifecycleNode):
         names = {p.name for p in changes}
         if names & set(_SAMPLING_PARAMS):
             self._planner = with_node_settings(self._planner, self._params)
+            self._plan_step.planner = self._planner
+        self._plan_step.params = self._params
         if self._plan_timer is not None and "plan_rate_hz" in names:
             self._start_plan_timer()
 
@@ -120,8 +135,13 @@ class AlpamayoNode(LifecycleNode):
             self._planner = None
             return _FAILURE
         self._params = params
-        self._create_buffers(params)
-        self._create_io(params)
+        try:
+            self._create_buffers(params)
+            self._create_io(params)
+        except Exception as err:
+            self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
+            self._release()
+            return _FAILURE
         self.get_logger().info(
             f"configured: model {self._planner.model_id} backend {self._planner.backend_name} "
             f"device {params.device}")
@@ -132,14 +152,15 @@ class AlpamayoNode(LifecycleNode):
         return _SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cancel.clear()
         self._start_plan_timer()
-        self.status.active = True
+        self.status.mark_active(True, self._params.plan_rate_hz)
         self.get_logger().info(f"active: planning at {self._params.plan_rate_hz} Hz")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_plan_timer()
-        self.status.active = False
+        self.status.mark_active(False)
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -156,6 +177,7 @@ class AlpamayoNode(LifecycleNode):
         return _SUCCESS
 
     def destroy_node(self) -> None:
+        self._cancel.set()  # first: a long plan stops at its next token or flow step
         self._release()
         self._pool.shutdown(wait=True, cancel_futures=True)
         super().destroy_node()
@@ -181,6 +203,7 @@ class AlpamayoNode(LifecycleNode):
 
     def _create_buffers(self, params: NodeParams) -> None:
         self._cameras, self._odometry = make_buffers(params, self._planner.cfg)
+        self._plan_step = PlanStep(self._planner, self._cameras, self._odometry, params)
 
     def _create_io(self, params: NodeParams) -> None:
         for name, msg_type in _OUTPUTS.items():
@@ -193,7 +216,8 @@ class AlpamayoNode(LifecycleNode):
         for index, name in enumerate(params.camera_names):
             self._subscribe_camera(index, name, self._wanted_reliability(index))
         self._entities.append(("timer", self.create_timer(
-            1.0 / params.diagnostics_rate_hz, self._publish_diagnostics)))
+            1.0 / params.diagnostics_rate_hz, self._publish_diagnostics,
+            clock=Clock(clock_type=ClockType.STEADY_TIME))))
         if params.camera_qos == "auto":
             self._entities.append(("timer", self.create_timer(1.0, self._recheck_camera_qos)))
 
@@ -248,81 +272,48 @@ class AlpamayoNode(LifecycleNode):
             return
         self._future = self._pool.submit(self._plan_once)
 
-    def _plan_once(self) -> None:
-        """One planning attempt (worker thread); every failure becomes an INVALID plan."""
-        params, now_ns = self._params, self.get_clock().now().nanoseconds
-        start = time.perf_counter()
-        try:
-            assembled = assemble(
-                self._cameras, self._odometry, now_ns=now_ns,
-                tolerance_s=params.sync_tolerance_s, max_image_age_s=params.max_image_age_s,
-                odom_frame=params.odom_frame)
-        except InputsUnavailable as err:
-            self._publish_invalid(err.t0_ns or now_ns, err.reason, now_ns)
-            return
-        try:
-            plan = self._run_planner(assembled.inputs)
-        except Exception as err:
-            self._publish_invalid(assembled.inputs.t0_ns, f"model: {type(err).__name__}: {err}",
-                                  now_ns)
-            return
-        total_ms = (time.perf_counter() - start) * 1e3
-        self._publish_plan(assembled, plan, total_ms)
-
-    def _run_planner(self, inputs: PlanInputs) -> Plan:
-        seed = None if self._params.seed < 0 else self._params.seed
-        plan = self._planner.plan(inputs, seed=seed)
-        if not all(np.all(np.isfinite(a)) for a in (plan.xyz_m, plan.yaw_rad, plan.speed_mps)):
-            raise ValueError("non-finite values in the planned trajectories")
-        return plan
-
-    def _publish_plan(self, assembled: AssembledInputs, plan: Plan, total_ms: float) -> None:
-        params, history = self._params, assembled.history
-        timings = {**assembled.timings_ms, **plan.timings_ms, "node_total": total_ms}
-        plan = dataclasses.replace(plan, t0_ns=assembled.inputs.t0_ns, timings_ms=timings)
-        odom_from_ego, frame = history.odom_from_ego_t0, params.odom_frame
-        self._pubs["plan"].publish(messages.plan_to_driving_plan(
-            plan, odom_from_ego, frame_id=frame, ego_frame_id=history.child_frame_id,
-            status=(assembled.level, assembled.reason), input_ages_s=assembled.input_ages_s))
-        self._pubs["trajectory"].publish(messages.plan_to_path(plan, odom_from_ego,
-                                                               frame_id=frame))
-        self._pubs["history"].publish(history_path(history, frame))
-        self._pubs["reasoning"].publish(messages.reasoning_string(plan))
-        if params.publish_markers:
-            self._pubs["markers"].publish(messages.plan_to_markers(plan, odom_from_ego,
-                                                                   frame_id=frame))
-        self.status.record(assembled.level, assembled.reason, total_ms, plan.t0_ns)
-        if assembled.reason:
-            self._log_reason_change(assembled.reason)
-
-    def _publish_invalid(self, t0_ns: int, reason: str, now_ns: int) -> None:
-        self._pubs["plan"].publish(messages.invalid_driving_plan(
-            t0_ns, reason, frame_id=self._params.odom_frame,
-            input_ages_s=input_ages_s(self._cameras, self._odometry, now_ns),
-            model_id=self._planner.model_id, backend=self._planner.backend_name))
-        self.status.record(messages.STATUS_INVALID, reason, None, t0_ns)
-        self._log_reason_change(reason)
-
-    def _log_reason_change(self, reason: str) -> None:
-        if self.status.reason_changed:
-            self.get_logger().warning(f"plan status: {reason}")
+    def _plan_once(self) -> plan_step.PlanOutcome:
+        """One planning attempt (worker thread); every failure is an INVALID plan."""
+        outcome = self._plan_step.run(self.get_clock().now().nanoseconds, self._cancel)
+        if self._cancel.is_set():
+            return outcome  # tearing down: the publishers are going away
+        planner = self._planner
+        for name, msg in plan_step.outcome_messages(
+                outcome, self._params, model_id=planner.model_id,
+                backend=planner.backend_name).items():
+            self._pubs[name].publish(msg)
+        latency_ms = None if outcome.plan is None else outcome.plan.timings_ms["node_total"]
+        self.status.record(outcome.level, outcome.reason, latency_ms, outcome.t0_ns)
+        if self._reason_log.should_log(outcome.reason):
+            self.get_logger().warning(f"plan status: {outcome.reason}")
+        return outcome
 
     # -- diagnostics --------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        """Wall-clock timer: runs even when the node clock (sim time) stands still."""
         now_ns = self.get_clock().now().nanoseconds
+        clock_advancing = self._clock_watch.advancing(now_ns)
         statuses = diagnostics_statuses(
             self.status, self._params, self._cameras, self._odometry, now_ns,
             model_id=self._planner.model_id, backend=self._planner.backend_name,
             camera_reliability={k: v.name for k, v in self._camera_reliability.items()},
-            backend_selection=self._planner.backend_selection)
-        self._pubs["diagnostics"].publish(messages.diagnostic_array(now_ns, statuses))
+            backend_selection=self._planner.backend_selection,
+            clock_advancing=clock_advancing)
+        stamp_ns = now_ns if clock_advancing else time.time_ns()
+        self._pubs["diagnostics"].publish(messages.diagnostic_array(stamp_ns, statuses))
 
     # -- teardown -----------------------------------------------------------------------------
     def _release(self) -> None:
         """Stop planning, destroy what configure created, drop the model (idempotent)."""
         self._stop_plan_timer()
         if self._future is not None:
-            concurrent.futures.wait([self._future], timeout=30.0)
+            self._cancel.set()
+            done, _ = concurrent.futures.wait([self._future], timeout=_CANCEL_WAIT_S)
+            if not done:
+                self.get_logger().warning(
+                    f"the plan in flight did not stop within {_CANCEL_WAIT_S} s of its cancel")
+            elif self._future.result().cancelled:
+                self.get_logger().info("the plan in flight was cancelled")
             self._future = None
         for sub in self._camera_subs.values():
             self.destroy_subscription(sub)
@@ -335,6 +326,7 @@ class AlpamayoNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(self._pubs[name])
         self._pubs.clear()
         self._planner = self._cameras = self._odometry = self._params = None
+        self._plan_step = None
         self.status = NodeStatus()
 
 

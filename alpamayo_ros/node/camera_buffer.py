@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from alpamayo_ros.node.image_conversion import ImageConversionError, to_rgb8
-from alpamayo_ros.node.input_stats import AddResult, InputStats, RateSnapshot, classify_stamp
+from alpamayo_ros.node.input_stats import (
+    DECODE_FAILURES,
+    AddResult,
+    InputStats,
+    RateSnapshot,
+    classify_stamp,
+)
 
 DEFAULT_CAMERAS = (
     "cross_left_120fov",
@@ -169,6 +175,7 @@ class CameraBuffer:
         self._lock = threading.Lock()
         self._frames = {c: deque(maxlen=self.config.max_frames) for c in self.config.cameras}
         self._stats = {c: InputStats() for c in self.config.cameras}
+        self._decode_errors: dict[str, str] = {}  # camera -> error of its last failed decode
 
     def add(self, camera: str, msg: object, arrival_ns: int | None = None) -> AddResult:
         """Buffer a raw Image/CompressedImage of `camera` (no decoding here)."""
@@ -279,6 +286,31 @@ class CameraBuffer:
             raise FrameSelectionError(failures)
         return self._decode_selection(int(t0_ns), chosen, targets_ns)
 
+    def decode_errors(self) -> dict[str, str]:
+        """Camera -> error text, for cameras whose most recent decode failed."""
+        with self._lock:
+            return dict(self._decode_errors)
+
+    def _decode_frame(self, camera: str, frame: _Frame) -> str:
+        """Decode into `frame.rgb`; "" on success, else the error (counted per camera).
+
+        Any exception of the decoder counts as undecodable (the decoders raise
+        `ImageConversionError`; anything else is a decoder bug, still not a dead plan)."""
+        try:
+            rgb = self._decode(frame.msg)
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, ImageConversionError) else (
+                f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self._decode_errors[camera] = error
+                self._stats[camera].count(DECODE_FAILURES)
+            return error
+        rgb.flags.writeable = False  # shared by later plans: no in-place edits
+        frame.rgb = rgb
+        with self._lock:
+            self._decode_errors.pop(camera, None)
+        return ""
+
     def _decode_selection(
         self, t0_ns: int, chosen: dict[str, list[_Frame]], targets_ns: np.ndarray
     ) -> FrameSelection:
@@ -288,18 +320,11 @@ class CameraBuffer:
             decoded = []
             for frame in chosen[camera]:
                 if frame.rgb is None:
-                    try:
-                        rgb = self._decode(frame.msg)
-                        rgb.flags.writeable = False  # shared by later plans: no in-place edits
-                        frame.rgb = rgb
-                    except ImageConversionError as exc:
-                        failures.append(
-                            CameraFailure(
-                                camera,
-                                SelectionFailure.UNDECODABLE,
-                                f"frame at {frame.stamp_ns} ns: {exc}",
-                            )
-                        )
+                    error = self._decode_frame(camera, frame)
+                    if error:
+                        failures.append(CameraFailure(
+                            camera, SelectionFailure.UNDECODABLE,
+                            f"frame at {frame.stamp_ns} ns: {error}"))
                         break
                 decoded.append(frame.rgb)
             images.append(tuple(decoded))

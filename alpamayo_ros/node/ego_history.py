@@ -8,8 +8,12 @@ messages", so the history is right whatever the odometry rate.
 
 Dimension glossary: M buffered odometry samples, N history poses (16 at 0.1 s by default).
 
-Bad input is counted and dropped (NaN/inf or zero-quaternion poses, out-of-order or duplicated
-stamps); a large backwards jump of the stamps (bag loop, sim-time restart) resets the buffer.
+Bad input is counted and dropped: NaN/inf positions, quaternions whose norm is off 1 by more than
+`quat_norm_tolerance`, poses in another frame than `frame_id`, out-of-order or duplicated stamps.
+Twist and covariance are not used (the history is built from poses only); a message with a
+non-finite twist or covariance is kept but counted (`nonfinite_twist_or_covariance`). A large
+backwards jump of the stamps (bag loop, sim-time restart) resets the buffer. The buffer is
+sized by time (`buffer_s`), so any rate up to `max_rate_hz` fits.
 When no history can be made, `history_at` raises `EgoHistoryUnavailable` with a `reason`.
 """
 
@@ -23,7 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from alpamayo_ros.node.input_stats import AddResult, InputStats, RateSnapshot, classify_stamp
+from alpamayo_ros.node.input_stats import (
+    NONFINITE_TWIST_OR_COVARIANCE,
+    AddResult,
+    InputStats,
+    RateSnapshot,
+    classify_stamp,
+)
 from alpamayo_ros.node.transforms import RigidTransform
 
 
@@ -35,26 +45,31 @@ class EgoHistoryConfig:
         num_poses: N history poses, the last one at t0.
         dt_s: spacing of the history poses.
         buffer_s: odometry kept behind the newest stamp (>= (N-1)*dt_s).
-        max_samples: hard cap on buffered messages (200 Hz * buffer_s fits by default).
+        max_rate_hz: highest odometry rate that fills `buffer_s`; the hard cap on buffered
+            messages is buffer_s * max_rate_hz (bounds memory against a flood).
         max_gap_s: largest allowed time between the two odometry samples around a pose time.
         max_extrapolation_s: odometry may end this much before t0 with no warning.
         max_age_s: odometry ending more than this before t0 is stale (no history).
         clock_jump_s: a stamp this much older than the newest resets the buffer.
+        frame_id: the frame poses must be in ("" = any); others are dropped and counted.
+        quat_norm_tolerance: largest | |q| - 1 | of an accepted orientation quaternion.
     """
 
     num_poses: int = 16
     dt_s: float = 0.1
     buffer_s: float = 3.0
-    max_samples: int = 1000
+    max_rate_hz: float = 2000.0
     max_gap_s: float = 0.25
     max_extrapolation_s: float = 0.05
     max_age_s: float = 0.2
     clock_jump_s: float = 1.0
+    frame_id: str = ""
+    quat_norm_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         if self.num_poses < 2:
             raise ValueError(f"num_poses must be >= 2, got {self.num_poses}")
-        for name in ("dt_s", "max_gap_s", "clock_jump_s"):
+        for name in ("dt_s", "max_gap_s", "clock_jump_s", "max_rate_hz", "quat_norm_tolerance"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.buffer_s < (self.num_poses - 1) * self.dt_s:
@@ -67,8 +82,11 @@ class EgoHistoryConfig:
                 f"need 0 <= max_extrapolation_s ({self.max_extrapolation_s}) "
                 f"<= max_age_s ({self.max_age_s})"
             )
-        if self.max_samples < self.num_poses:
-            raise ValueError(f"max_samples must be >= num_poses, got {self.max_samples}")
+
+    @property
+    def max_samples(self) -> int:
+        """Hard cap on buffered messages: `buffer_s` at `max_rate_hz`."""
+        return int(np.ceil(self.buffer_s * self.max_rate_hz)) + 1
 
 
 class HistoryFailure(enum.Enum):
@@ -131,14 +149,25 @@ class EgoHistoryBuffer:
         self._stats = InputStats()
         self.frame_id = ""
         self.child_frame_id = ""
+        self.wrong_frame_id = ""  # the last rejected frame, for the status text
 
     def add_odometry(self, msg: object, arrival_ns: int | None = None) -> AddResult:
-        """Buffer a `nav_msgs/Odometry` (pose.pose in header.frame_id)."""
+        """Buffer a `nav_msgs/Odometry` (pose.pose in header.frame_id; twist and covariance
+        unused, non-finite ones counted)."""
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        frame = msg.header.frame_id
+        if self.config.frame_id and frame != self.config.frame_id:
+            with self._lock:
+                self.wrong_frame_id = frame
+                self._stats.count_result(AddResult.DROPPED_WRONG_FRAME)
+            return AddResult.DROPPED_WRONG_FRAME
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         result = self.add_pose(stamp_ns, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), arrival_ns)
         if result.kept:
-            self.frame_id, self.child_frame_id = msg.header.frame_id, msg.child_frame_id
+            self.frame_id, self.child_frame_id = frame, msg.child_frame_id
+            if not _finite_twist_and_covariance(msg):
+                with self._lock:
+                    self._stats.count(NONFINITE_TWIST_OR_COVARIANCE)
         return result
 
     def add_pose(
@@ -151,7 +180,8 @@ class EgoHistoryBuffer:
         """Buffer one pose (position in metres, quaternion x, y, z, w) at `stamp_ns`."""
         pose = np.concatenate([np.asarray(xyz_m, float), np.asarray(quat_xyzw, float)])
         valid = (
-            pose.shape == (7,) and np.all(np.isfinite(pose)) and np.linalg.norm(pose[3:]) > 1e-6
+            pose.shape == (7,) and np.all(np.isfinite(pose))
+            and abs(np.linalg.norm(pose[3:]) - 1.0) <= self.config.quat_norm_tolerance
         )
         with self._lock:
             if not valid:
@@ -221,6 +251,15 @@ class EgoHistoryBuffer:
             frame_id=self.frame_id,
             child_frame_id=self.child_frame_id,
         )
+
+
+def _finite_twist_and_covariance(msg: object) -> bool:
+    """True when the Odometry's twist and both covariances are finite."""
+    lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
+    values = np.concatenate([
+        np.asarray([lin.x, lin.y, lin.z, ang.x, ang.y, ang.z], dtype=float),
+        np.asarray(msg.pose.covariance, dtype=float), np.asarray(msg.twist.covariance, float)])
+    return bool(np.all(np.isfinite(values)))
 
 
 def _check_coverage(rel_s: np.ndarray, targets_s: np.ndarray, cfg: EgoHistoryConfig) -> float:

@@ -9,7 +9,9 @@ pixels), raises a bare TypeError on truncated data and has no numpy -> message d
 PyPI `cv-bridge` is broken with numpy 2 / OpenCV 5 and 16-bit data (environment.md).
 
 Every malformed input (unknown encoding, data shorter than height * step, corrupt or truncated
-JPEG/PNG, absurd sizes) raises `ImageConversionError` with a message that names the problem.
+JPEG/PNG, an HDR/float image behind a jpeg/png label, odd-width 4:2:2 frames, absurd sizes)
+raises `ImageConversionError` with a message that names the problem; OpenCV's own errors never
+leave this module.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ def image_to_array(msg: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
         raise ImageConversionError(
             f"image {width}x{height} has more than max_pixels={max_pixels} pixels"
         )
+    if layout.channels == 2 and width % 2:
+        raise ImageConversionError(
+            f"{encoding} packs two pixels per 4 bytes: width must be even, got {width}")
     bytes_per_value = layout.bits // 8
     row_bytes = width * layout.channels * bytes_per_value
     if step < row_bytes:
@@ -133,19 +138,31 @@ def image_to_rgb8(msg: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     pixels = image_to_array(msg, max_pixels=max_pixels)
     if layout.bits == 16 and layout.to_rgb is not None and str(msg.encoding).startswith("bayer"):
         # Demosaic at full depth, then scale.
-        return _to_8bit(cv2.cvtColor(np.ascontiguousarray(pixels[..., 0]), layout.to_rgb))
+        return _to_8bit(_cvt(pixels[..., 0], layout.to_rgb, msg.encoding))
     pixels = _to_8bit(pixels)
     if layout.to_rgb is None:
         return np.ascontiguousarray(pixels)
     source = pixels[..., 0] if layout.channels == 1 else pixels
-    return cv2.cvtColor(np.ascontiguousarray(source), layout.to_rgb)
+    return _cvt(source, layout.to_rgb, msg.encoding)
+
+
+def _cvt(pixels: np.ndarray, code: int, what: str) -> np.ndarray:
+    """cv2.cvtColor with OpenCV's errors turned into `ImageConversionError`."""
+    try:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), code)
+    except cv2.error as exc:
+        raise ImageConversionError(f"cannot convert {what} {pixels.shape} to RGB: {exc}") from exc
 
 
 def _to_8bit(pixels: np.ndarray) -> np.ndarray:
-    """uint16 -> uint8 by keeping the high byte; uint8 passes through."""
+    """uint16 -> uint8 by keeping the high byte; uint8 passes through; anything else (float HDR,
+    signed) is not a camera image this node can use."""
     if pixels.dtype == np.uint8:
         return pixels
-    return (pixels >> 8).astype(np.uint8)
+    if pixels.dtype == np.uint16:
+        return (pixels >> 8).astype(np.uint8)
+    raise ImageConversionError(
+        f"{pixels.dtype} pixels (HDR or float image?) are not supported: send 8- or 16-bit")
 
 
 def parse_compressed_format(fmt: str) -> tuple[str, str, str]:
@@ -194,12 +211,15 @@ def compressed_to_rgb8(msg: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
             f"decoded image {decoded.shape} exceeds max_pixels={max_pixels}"
         )
     decoded = _to_8bit(decoded)
+    what = f"CompressedImage ({msg.format!r})"
     if decoded.ndim == 2 or decoded.shape[2] == 1:
-        return cv2.cvtColor(decoded.reshape(decoded.shape[:2]), cv2.COLOR_GRAY2RGB)
+        return _cvt(decoded.reshape(decoded.shape[:2]), cv2.COLOR_GRAY2RGB, what)
     stored_rgb = target.startswith("rgb")
     if decoded.shape[2] == 4:
-        return cv2.cvtColor(decoded, cv2.COLOR_RGBA2RGB if stored_rgb else cv2.COLOR_BGRA2RGB)
-    return decoded if stored_rgb else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+        return _cvt(decoded, cv2.COLOR_RGBA2RGB if stored_rgb else cv2.COLOR_BGRA2RGB, what)
+    if decoded.shape[2] != 3:
+        raise ImageConversionError(f"{what} decoded to {decoded.shape[2]} channels")
+    return decoded if stored_rgb else _cvt(decoded, cv2.COLOR_BGR2RGB, what)
 
 
 def to_rgb8(msg: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -18,6 +18,9 @@ DROPPED_OUT_OF_ORDER = "dropped_out_of_order"
 DROPPED_DUPLICATE = "dropped_duplicate"
 DROPPED_INVALID = "dropped_invalid"
 CLOCK_RESETS = "clock_resets"
+DROPPED_WRONG_FRAME = "dropped_wrong_frame"
+NONFINITE_TWIST_OR_COVARIANCE = "nonfinite_twist_or_covariance"
+DECODE_FAILURES = "decode_failures"
 
 
 class AddResult(enum.Enum):
@@ -28,6 +31,7 @@ class AddResult(enum.Enum):
     DROPPED_INVALID = "dropped: invalid content"
     DROPPED_OUT_OF_ORDER = "dropped: older than the newest stamp"
     DROPPED_DUPLICATE = "dropped: same stamp as the newest"
+    DROPPED_WRONG_FRAME = "dropped: in another frame than the configured one"
 
     @property
     def kept(self) -> bool:
@@ -56,6 +60,7 @@ _COUNTER_OF = {
     AddResult.DROPPED_INVALID: "dropped_invalid",
     AddResult.DROPPED_OUT_OF_ORDER: "dropped_out_of_order",
     AddResult.DROPPED_DUPLICATE: "dropped_duplicate",
+    AddResult.DROPPED_WRONG_FRAME: "dropped_wrong_frame",
 }
 
 

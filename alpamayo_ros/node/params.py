@@ -80,10 +80,10 @@ class NodeParams:
         "still running is skipped and counted", read_only=False, float_range=(0.01, 100.0))
     num_traj_samples: int = _param(
         1, "Trajectory samples per plan (K); the reference evaluates with 6",
-        int_range=(1, 64), read_only=False)
+        int_range=(1, 16), read_only=False)
     num_flow_steps: int = _param(
-        0, "Flow-matching Euler steps; 0 = the checkpoint's flow.num_steps",
-        int_range=(0, 1000), read_only=False)
+        0, "Flow-matching Euler steps; 0 = the checkpoint's flow.num_steps (10)",
+        int_range=(0, 100), read_only=False)
     temperature: float = _param(
         0.6, "Sampling temperature of the reasoning text (0 = greedy)",
         float_range=(0.0, 10.0), read_only=False)
@@ -91,7 +91,8 @@ class NodeParams:
         0.98, "Nucleus (top-p) sampling threshold of the reasoning text",
         float_range=(0.001, 1.0), read_only=False)
     max_generation_tokens: int = _param(
-        256, "Most reasoning tokens generated before the trajectory", int_range=(1, 4096),
+        256, "Most reasoning tokens generated before the trajectory; a sample that reaches it "
+        "without <|traj_future_start|> makes the plan DEGRADED", int_range=(1, 1024),
         read_only=False)
     seed: int = _param(
         -1, "Random seed of text sampling and flow noise; -1 = a new seed each plan",
@@ -118,6 +119,10 @@ class NodeParams:
     max_image_age_s: float = _param(
         0.5, "Largest age (s, node clock - stamp) of the reference camera's newest frame; older "
         "means INVALID (stale)", read_only=False, float_range=(0.01, 60.0))
+    max_future_stamp_s: float = _param(
+        0.25, "Largest time (s) a camera or odometry stamp may be ahead of the node clock; "
+        "beyond it the plan is INVALID (sensor clock or use_sim_time wrong)",
+        read_only=False, float_range=(0.0, 10.0))
     # --- odometry and ego history ---
     odom_topic: str = _param("/odom", "nav_msgs/Odometry topic (pose in odom_frame)")
     odom_frame: str = _param(
@@ -125,13 +130,19 @@ class NodeParams:
     history_max_gap_s: float = _param(
         0.25, "Largest gap (s) between two odometry messages that a history pose is "
         "interpolated across", float_range=(0.005, 5.0))
+    odom_quat_norm_tolerance: float = _param(
+        0.01, "Largest | |q| - 1 | of an odometry orientation quaternion; others are dropped "
+        "and counted as invalid", float_range=(1e-6, 0.5))
     history_max_age_s: float = _param(
         0.2, "Largest time (s) from the newest odometry stamp to t0 (extrapolation limit); "
         "beyond it the history is INVALID", float_range=(0.0, 5.0))
     # --- node behaviour and outputs ---
     autostart: bool = _param(True, "Configure and activate at start (plain launches)")
     diagnostics_rate_hz: float = _param(
-        1.0, "Rate (Hz) of /diagnostics", float_range=(0.1, 100.0))
+        1.0, "Rate (Hz, wall clock) of /diagnostics", float_range=(0.1, 100.0))
+    plan_watchdog_periods: int = _param(
+        10, "/diagnostics reports the planner ERROR when no plan finished for this many "
+        "planning periods (wall clock) while active", int_range=(2, 1000), read_only=False)
     publish_markers: bool = _param(
         True, "Publish ~/markers (all samples, the selected one highlighted, reasoning text)",
         read_only=False)
@@ -154,7 +165,9 @@ class NodeParams:
                  f"got {len(self.camera_transport)}")
         _require(self.reference_camera in self.camera_names, "reference_camera",
                  f"{self.reference_camera!r} is not one of camera_names {list(self.camera_names)}")
-        _require(bool(self.odom_topic), "odom_topic", "must not be empty")
+        for index, topic in enumerate(self.camera_topics):
+            _require_topic(topic, f"camera_topics[{index}]")
+        _require_topic(self.odom_topic, "odom_topic")
         _require(bool(self.odom_frame), "odom_frame", "must not be empty")
 
     def transport_of(self, camera_index: int) -> str:
@@ -196,6 +209,20 @@ class NodeParams:
 def _require(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ValueError(f"parameter {name}: {message}")
+
+
+def _require_topic(topic: str, name: str) -> None:
+    """ValueError naming the parameter unless `topic` is a valid ROS topic name."""
+    from rclpy.exceptions import InvalidTopicNameException
+    from rclpy.validate_topic_name import validate_topic_name
+
+    _require(bool(topic), name, "must not be empty")
+    try:
+        validate_topic_name(topic)
+    except InvalidTopicNameException as err:
+        message = str(err).splitlines()[0]
+        raise ValueError(f"parameter {name}: {topic!r} is not a valid topic name "
+                         f"({message})") from None
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:
@@ -244,6 +271,21 @@ def parameter_descriptor(name: str) -> Any:
         lo, hi = meta["int_range"]
         desc.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
     return desc
+
+
+def parameter_range_text(name: str) -> str:
+    """'range [lo, hi]', 'one of [...]' or 'type T' of a NodeParams field (for error lines);
+    'unknown parameter' for other names."""
+    fields = {f.name: f for f in dataclasses.fields(NodeParams)}
+    if name not in fields:
+        return "unknown parameter"
+    meta = fields[name].metadata
+    for key in ("float_range", "int_range"):
+        if meta[key] is not None:
+            return f"range [{meta[key][0]}, {meta[key][1]}]"
+    if meta["choices"] is not None:
+        return f"one of {list(meta['choices'])}"
+    return f"type {type(fields[name].default).__name__}"
 
 
 def ros_default(name: str) -> Any:

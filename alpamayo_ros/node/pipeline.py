@@ -34,7 +34,8 @@ def make_buffers(params: NodeParams, cfg: ModelConfig) -> tuple[CameraBuffer, Eg
     odometry = EgoHistoryBuffer(EgoHistoryConfig(
         num_poses=cfg.history_tokenizer.num_steps, dt_s=cfg.action_space.dt_s,
         max_gap_s=params.history_max_gap_s, max_age_s=params.history_max_age_s,
-        max_extrapolation_s=min(_SILENT_EXTRAPOLATION_S, params.history_max_age_s)))
+        max_extrapolation_s=min(_SILENT_EXTRAPOLATION_S, params.history_max_age_s),
+        frame_id=params.odom_frame, quat_norm_tolerance=params.odom_quat_norm_tolerance))
     return cameras, odometry
 
 

@@ -8,11 +8,17 @@ with a status:
 * OK: every input is fresh, every frame within `tolerance_s` of its target time.
 * DEGRADED (a plan is made, consumers may use it with care): a camera frame was farther than
   `tolerance_s` (but within twice that) from its target and the nearest frame was substituted,
-  or the odometry had to be extrapolated to t0 beyond the history buffer's limit.
+  the odometry had to be extrapolated to t0 beyond the history buffer's limit, or a camera's
+  aspect ratio is more than `MAX_ASPECT_ERROR` off the reference camera's (it is stretched).
 * INVALID (`InputsUnavailable` is raised; no plan is made): no reference frame, reference frame
-  older than `max_image_age_s` on the node clock, a camera missing/stale/not covered, an
-  undecodable frame (bad encoding, truncated JPEG), frames of different sizes, no usable
-  odometry (missing, stale, gaps, NaN poses are dropped on arrival), odometry in another frame.
+  older than `max_image_age_s` on the node clock, a camera or the odometry stamped more than
+  `max_future_stamp_s` ahead of the node clock, a camera missing/stale/not covered, an
+  undecodable frame (bad encoding, truncated JPEG, HDR), no usable odometry (missing, stale,
+  gaps; NaN and non-unit-quaternion poses and poses in another frame are dropped on arrival).
+
+Cameras may have different resolutions: a frame whose size differs from the reference camera's
+is resized to it on its own (the model then resizes all of them to its input size).
+The rest of the status rules (dropped messages, model failures) are in `plan_step`.
 
 Dimension glossary: C cameras, F frames per camera, N history poses, H, W image size.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from alpamayo_core.inference.plan import PlanInputs
@@ -37,6 +44,9 @@ from alpamayo_ros.node.messages import STATUS_DEGRADED, STATUS_OK
 #: Camera failures that a wider tolerance can fix (a frame exists, just farther than wanted).
 _SUBSTITUTABLE = frozenset({SelectionFailure.GAP})
 ODOMETRY = "odometry"
+#: Largest relative difference of a camera's aspect ratio (W/H) from the reference camera's
+#: that is resized silently; beyond it the plan is DEGRADED (the image is stretched).
+MAX_ASPECT_ERROR = 0.1
 
 
 class InputsUnavailable(RuntimeError):
@@ -80,6 +90,7 @@ def assemble(
     tolerance_s: float,
     max_image_age_s: float,
     odom_frame: str,
+    max_future_stamp_s: float = 0.25,
 ) -> AssembledInputs:
     """Build the planner inputs for t0 = `CameraBuffer.plan_t0_ns` (the newest reference-camera
     stamp that every camera has caught up with).
@@ -89,6 +100,7 @@ def assemble(
         tolerance_s: largest |frame stamp - target time| for an OK plan.
         max_image_age_s: largest now - t0.
         odom_frame: the frame odometry poses must be in.
+        max_future_stamp_s: largest time a camera or odometry stamp may be ahead of now.
     Raises:
         InputsUnavailable: when no valid plan can be made (reason names the input).
     """
@@ -102,9 +114,11 @@ def assemble(
             f"camera {reference}: stale (newest frame {age_s:.3f} s old, max_image_age_s "
             f"{max_image_age_s})", t0_ns)
     odom_newest_ns = odometry.newest_stamp_ns()  # as of now_ns, before the slow steps
+    _check_not_ahead(cameras, odom_newest_ns, now_ns, max_future_stamp_s, t0_ns)
     start = time.perf_counter()
     selection, degraded = _select_frames(cameras, t0_ns, tolerance_s)
-    images = _stack(selection, reference)
+    images, stretched = _stack(selection, reference)
+    degraded += stretched
     select_ms = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
     history = _history(odometry, t0_ns, odom_frame)
@@ -145,26 +159,44 @@ def _select_frames(
     return selection, [f"{f}; nearest frame substituted" for f in first.failures]
 
 
-def _stack(selection: FrameSelection, reference: str) -> np.ndarray:
-    """(C, F, H, W, 3) uint8; InputsUnavailable naming the camera whose size differs.
+def _check_not_ahead(cameras: CameraBuffer, odom_newest_ns: int | None, now_ns: int,
+                     max_future_stamp_s: float, t0_ns: int) -> None:
+    """InputsUnavailable naming the first input stamped more than the limit ahead of now."""
+    newest = {f"camera {name}": stamp for name, stamp in cameras.newest_stamps_ns().items()}
+    newest[ODOMETRY] = odom_newest_ns
+    for name, stamp in newest.items():
+        if stamp is not None and (stamp - now_ns) * 1e-9 > max_future_stamp_s:
+            raise InputsUnavailable(
+                f"{name}: stamped {(stamp - now_ns) * 1e-9:.3f} s ahead of the node clock "
+                f"(max_future_stamp_s {max_future_stamp_s}); check the sensor clock and "
+                f"use_sim_time", t0_ns)
 
-    Copies into one preallocated array (np.stack of nested stacks copies twice: ~4x slower
-    for 16 full-HD frames).
+
+def _stack(selection: FrameSelection, reference: str) -> tuple[np.ndarray, list[str]]:
+    """(C, F, H, W, 3) uint8 at the reference camera's size, and a note per camera whose
+    aspect ratio is more than MAX_ASPECT_ERROR off the reference's.
+
+    A frame of another size is resized (cv2 INTER_AREA) on its own. Copies into one
+    preallocated array (np.stack of nested stacks copies twice: ~4x slower for 16 full-HD
+    frames).
     """
     ref_index = selection.cameras.index(reference)
-    want = selection.images_rgb[ref_index][-1].shape
-    for camera, frames in zip(selection.cameras, selection.images_rgb, strict=True):
-        for frame in frames:
-            if frame.shape != want:
-                raise InputsUnavailable(
-                    f"camera {camera}: image size {frame.shape[1]}x{frame.shape[0]} differs "
-                    f"from reference camera {reference} ({want[1]}x{want[0]})", selection.t0_ns)
+    want_h, want_w = selection.images_rgb[ref_index][-1].shape[:2]
     images = selection.images_rgb
-    out = np.empty((len(images), len(images[0]), *want), dtype=np.uint8)
-    for c, frames in enumerate(images):
+    out = np.empty((len(images), len(images[0]), want_h, want_w, 3), dtype=np.uint8)
+    notes: list[str] = []
+    for c, (camera, frames) in enumerate(zip(selection.cameras, images, strict=True)):
         for f, frame in enumerate(frames):
-            out[c, f] = frame
-    return out
+            h, w = frame.shape[:2]
+            if (h, w) == (want_h, want_w):
+                out[c, f] = frame
+                continue
+            out[c, f] = cv2.resize(frame, (want_w, want_h), interpolation=cv2.INTER_AREA)
+            error = abs((w / h) / (want_w / want_h) - 1.0)
+            if f == len(frames) - 1 and error > MAX_ASPECT_ERROR:
+                notes.append(f"camera {camera}: aspect ratio {w}x{h} is {error:.0%} off "
+                             f"reference camera {reference} ({want_w}x{want_h}); stretched")
+    return out, notes
 
 
 def _history(odometry: EgoHistoryBuffer, t0_ns: int, odom_frame: str) -> EgoHistory:

@@ -1,10 +1,10 @@
 """Offline evaluation: run the planner over a bag without DDS, as the node would on a replay.
 
 Messages are read in bag order and fed to the same `CameraBuffer` / `EgoHistoryBuffer` and
-`plan_assembly.assemble` the node uses; the bag time plays the node's clock (as with
-use_sim_time), and a plan is attempted at every tick of `plan_rate_hz` on that clock, with the
-messages received up to the tick. Unlike the live node nothing is skipped: every tick plans
-(deterministic, so runs are comparable).
+`plan_step.PlanStep` (inputs, model, every status rule) the node uses; the bag time plays the
+node's clock (as with use_sim_time), and a plan is attempted at every tick of `plan_rate_hz` on
+that clock, with the messages received up to the tick. Unlike the live node nothing is
+skipped: every tick plans (deterministic, so runs are comparable).
 
 Outputs in `out_dir`:
     plans/         rosbag2 (MCAP) with /alpamayo/plan (DrivingPlan, INVALID ones included),
@@ -20,7 +20,6 @@ Ground truth is the bag's own odometry (see `metrics`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -34,11 +33,9 @@ from rosbags.rosbag2 import StoragePlugin
 from sensor_msgs.msg import CompressedImage, Image
 from tqdm import tqdm
 
-from alpamayo_core.inference.plan import Plan
-from alpamayo_ros.node import messages
+from alpamayo_ros.node import messages, plan_step
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.node.pipeline import load_planner, make_buffers
-from alpamayo_ros.node.plan_assembly import AssembledInputs, InputsUnavailable, assemble
 from alpamayo_ros.node.transforms import RigidTransform
 from alpamayo_ros.tools import metrics, render
 from alpamayo_ros.tools.bag_io import iter_raw, make_typestore, topic_counts
@@ -152,6 +149,7 @@ class OfflineEvaluator:
         self.planner, self.options, self.track, self.outputs = planner, options, track, outputs
         p = options.params
         self.cameras, self.odometry = make_buffers(p, planner.cfg)
+        self.step = plan_step.PlanStep(planner, self.cameras, self.odometry, p)
         self.ticks = 0
 
     def feed(self, topic: str, camera: str | None, data: bytes) -> None:
@@ -163,54 +161,37 @@ class OfflineEvaluator:
         self.cameras.add(camera, deserialize_message(data, msg_type))
 
     def tick(self, now_ns: int) -> None:
-        """One planning attempt at bag time `now_ns`."""
+        """One planning attempt at bag time `now_ns`: the node's `PlanStep`, so the statuses
+        are the live node's."""
         self.ticks += 1
-        p = self.options.params
-        try:
-            assembled = assemble(self.cameras, self.odometry, now_ns=now_ns,
-                                 tolerance_s=p.sync_tolerance_s,
-                                 max_image_age_s=p.max_image_age_s, odom_frame=p.odom_frame)
-        except InputsUnavailable as err:
-            self.outputs.write("plan", now_ns, messages.invalid_driving_plan(
-                err.t0_ns or now_ns, err.reason, frame_id=p.odom_frame,
-                model_id=self.planner.model_id, backend=self.planner.backend_name))
-            self.outputs.status_counts["INVALID"] += 1
-            LOG.info("tick at %d ns: INVALID (%s)", now_ns, err.reason)
+        outcome = self.step.run(now_ns)
+        out = self.outputs
+        msgs = plan_step.outcome_messages(outcome, self.options.params,
+                                          model_id=self.planner.model_id,
+                                          backend=self.planner.backend_name)
+        for name, msg in msgs.items():
+            if name in out.connections:
+                out.write(name, now_ns, msg)
+        out.status_counts[STATUS_NAMES[outcome.level]] += 1
+        if outcome.plan is None:
+            LOG.info("tick at %d ns: INVALID (%s)", now_ns, outcome.reason)
             return
-        start = time.perf_counter()
-        plan = self.planner.plan(assembled.inputs, seed=None if p.seed < 0 else p.seed)
-        timings = {**assembled.timings_ms, **plan.timings_ms,
-                   "node_total": (time.perf_counter() - start) * 1e3}
-        plan = dataclasses.replace(plan, t0_ns=assembled.inputs.t0_ns, timings_ms=timings)
-        self._write_plan(now_ns, assembled, plan)
-
-    def _write_plan(self, now_ns: int, assembled: AssembledInputs, plan: Plan) -> None:
-        p, out = self.options.params, self.outputs
-        odom_from_ego = assembled.history.odom_from_ego_t0
-        out.write("plan", now_ns, messages.plan_to_driving_plan(
-            plan, odom_from_ego, frame_id=p.odom_frame,
-            ego_frame_id=assembled.history.child_frame_id,
-            status=(assembled.level, assembled.reason), input_ages_s=assembled.input_ages_s))
-        out.write("trajectory", now_ns, messages.plan_to_path(plan, odom_from_ego,
-                                                              frame_id=p.odom_frame))
-        out.write("reasoning", now_ns, messages.reasoning_string(plan))
-        out.write("markers", now_ns, messages.plan_to_markers(plan, odom_from_ego,
-                                                              frame_id=p.odom_frame))
-        out.status_counts[STATUS_NAMES[assembled.level]] += 1
+        plan = outcome.plan
         row = metrics.evaluate_plan(self.track, plan.t0_ns, plan.xyz_m, plan.selected,
-                                    plan.time_from_start_s, assembled.level,
+                                    plan.time_from_start_s, outcome.level,
                                     self.options.horizons_s)
         out.rows.append(row)
         if self.options.render:
-            self._render(assembled, plan, row)
+            self._render(outcome, row)
 
-    def _render(self, assembled: AssembledInputs, plan: Plan, row: metrics.PlanMetrics) -> None:
+    def _render(self, outcome: plan_step.PlanOutcome, row: metrics.PlanMetrics) -> None:
+        assembled, plan = outcome.assembled, outcome.plan
         gt, valid = self.track.future_in_ego(plan.t0_ns, plan.time_from_start_s)
         gt = np.where(valid[:, None], gt, np.nan)
         baseline = metrics.constant_velocity(self.track, plan.t0_ns, plan.time_from_start_s)[0]
-        status = STATUS_NAMES[assembled.level]
+        status = STATUS_NAMES[outcome.level]
         title = (f"plan {len(self.outputs.rows) - 1}  t0 = {plan.t0_ns * 1e-9:.2f} s  {status}"
-                 + (f" ({assembled.reason})" if assembled.reason else ""))
+                 + (f" ({outcome.reason})" if outcome.reason else ""))
         k = plan.selected
         picture = render.PlanPicture(
             camera_names=assembled.selection.cameras,

@@ -1,0 +1,100 @@
+"""plan_step.PlanStep (the node's and the evaluation's one plan-and-status function) with the
+real tiny planner on buffers filled with messages built in memory (no DDS, no node)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 message packages")
+
+from nav_msgs.msg import Odometry
+
+from alpamayo_ros.node.image_conversion import array_to_image
+from alpamayo_ros.node.messages import (
+    STATUS_DEGRADED,
+    STATUS_INVALID,
+    STATUS_OK,
+    time_msg,
+)
+from alpamayo_ros.node.params import NodeParams
+from alpamayo_ros.node.pipeline import load_planner, make_buffers
+from alpamayo_ros.node.plan_step import PlanStep, outcome_messages
+
+T0_NS = 1_800_000_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def params(tiny_model_dir) -> NodeParams:
+    return NodeParams(model_dir=str(tiny_model_dir), max_generation_tokens=8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def planner(params):
+    return load_planner(params)
+
+
+def _odometry(t_s: float, frame: str = "odom") -> Odometry:
+    msg = Odometry()
+    msg.header.stamp = time_msg(T0_NS + round(t_s * 1e9))
+    msg.header.frame_id, msg.child_frame_id = frame, "base_link"
+    msg.pose.pose.position.x = 5.0 * t_s
+    msg.pose.pose.orientation.w = 1.0
+    return msg
+
+
+def _step(planner, params) -> PlanStep:
+    cameras, odometry = make_buffers(params, planner.cfg)
+    for name in params.camera_names:
+        for t_s in np.arange(-0.6, 0.001, 0.1):
+            cameras.add(name, array_to_image(np.full((54, 96, 3), 100, np.uint8), "rgb8",
+                                             stamp_ns=T0_NS + round(t_s * 1e9)))
+    for t_s in np.arange(-2.0, 0.001, 0.02):
+        odometry.add_odometry(_odometry(t_s))
+    return PlanStep(planner, cameras, odometry, params)
+
+
+def test_ok_plan_and_its_messages(planner, params):
+    outcome = _step(planner, params).run(T0_NS + 50_000_000)
+    assert (outcome.level, outcome.reason, outcome.t0_ns) == (STATUS_OK, "", T0_NS)
+    msgs = outcome_messages(outcome, params, model_id="m", backend="b")
+    assert set(msgs) == {"plan", "trajectory", "history", "reasoning", "markers"}
+    assert msgs["plan"].status.level == STATUS_OK and len(msgs["plan"].trajectories) == 1
+
+
+def test_drops_since_the_previous_plan_are_degraded_once(planner, params):
+    step = _step(planner, params)
+    step.run(T0_NS + 50_000_000)
+    step.odometry.add_odometry(_odometry(-0.5))  # out of order
+    step.odometry.add_odometry(_odometry(-0.3, frame="map"))
+    outcome = step.run(T0_NS + 50_000_000)
+    assert outcome.level == STATUS_DEGRADED
+    assert outcome.reason == (
+        "odometry: 1 out-of-order messages dropped, 1 messages in frame 'map' dropped "
+        "(odom_frame is 'odom') since the previous plan")
+    assert step.run(T0_NS + 50_000_000).level == STATUS_OK
+
+
+def test_failures_become_invalid_with_the_cause(planner, params):
+    step = _step(planner, params)
+    cancel = threading.Event()
+    cancel.set()
+    outcome = step.run(T0_NS + 50_000_000, cancel)
+    assert (outcome.level, outcome.cancelled) == (STATUS_INVALID, True)
+    assert outcome.reason == "model: PlanCancelled: plan cancelled during preprocessing"
+    msgs = outcome_messages(outcome, params, model_id="m", backend="b")
+    assert list(msgs) == ["plan"] and msgs["plan"].trajectories == []
+    future = step.run(T0_NS - 1_000_000_000)  # every stamp 1 s ahead of the clock
+    assert future.level == STATUS_INVALID and "ahead of the node clock" in future.reason
+
+
+def test_truncated_reasoning_is_degraded(planner, params):
+    hot = params.replace(temperature=10.0, max_generation_tokens=16, seed=-1)
+    step = _step(load_planner(hot), hot)
+    outcomes = [step.run(T0_NS + 50_000_000) for _ in range(4)]
+    truncated = [o for o in outcomes if o.plan.num_truncated_reasoning]
+    assert truncated, [o.reason for o in outcomes]
+    assert all(o.level == STATUS_DEGRADED and o.reason.startswith(
+        "model: 1 of 1 reasoning samples reached max_generation_tokens (16)") for o in truncated)
