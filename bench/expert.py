@@ -5,7 +5,10 @@ own process, 1 thread (performance_anchors.md §4.2).
     python bench/expert.py --sizes tiny --backends torch onnxruntime --plans 25
 
 Sizes (random weights, §4.2): tiny = 2 layers, hidden 128, 4/2 heads x 32, MLP 512, prefix 512;
-small = 4 layers, hidden 256, 8/4 heads x 32, MLP 1024, prefix 1024. Sweeps: steps {1, 5, 10}
+small = 4 layers, hidden 256, 8/4 heads x 32, MLP 1024, prefix 1024; tiny3k = tiny at the
+released 16-image prompt length (prefix 3072). Backend "auto" is what a planner with B rows
+gets: `select("auto")`'s timed trial at B rows and the size's prefix (the chosen backend is
+reported per point). Sweeps: steps {1, 5, 10}
 x samples {1, 6}. A "step" is one velocity evaluation plus the Euler update; a "plan" is the
 whole flow (noise -> x1). Setup (export, session, first bind) is timed apart from the steady
 state. Ratios are eager / backend from this run only: the shared 2-core machine alternates
@@ -28,6 +31,7 @@ from pathlib import Path
 SIZES = {
     "tiny": dict(layers=2, hidden=128, heads=4, kv_heads=2, mlp=512, prefix=512),
     "small": dict(layers=4, hidden=256, heads=8, kv_heads=4, mlp=1024, prefix=1024),
+    "tiny3k": dict(layers=2, hidden=128, heads=4, kv_heads=2, mlp=512, prefix=3072),
 }
 HEAD_DIM = 32
 
@@ -55,22 +59,40 @@ def stats_ms(values_s: list[float], per: int = 1) -> dict[str, float]:
 
 
 def run_worker(args: argparse.Namespace) -> dict:
-    """Time one backend at one size over the whole sweep (runs in its own process)."""
+    """Time one backend at one size over the whole sweep (runs in its own process), under
+    inference mode as `Planner.plan` runs it."""
     import torch
 
-    from alpamayo_core.backends import create_backend, options_for
+    with torch.inference_mode():
+        return _sweep(args)
+
+
+def _sweep(args: argparse.Namespace) -> dict:
+    import torch
+
+    from alpamayo_core.backends import create_backend, options_for, select
     from alpamayo_core.backends.synthetic import random_prefix, random_step
     from alpamayo_core.model.config import FlowConfig
     from alpamayo_core.model.flow_matching import make_noise
 
     torch.set_num_threads(1)
     step = random_step(size_config(args.size), seed=0)
+    opts = dict(cache_dir=args.cache_dir, intra_op_threads=1)
+
+    def build(samples: int):
+        if args.backend == "auto":
+            return select("auto", step, "cpu", trial_batch=samples,
+                          trial_prefix_len=SIZES[args.size]["prefix"], **opts).backend
+        return create_backend(args.backend, step, "cpu", **options_for(args.backend, **opts))
+
     start = time.perf_counter()
-    backend = create_backend(args.backend, step, "cpu", **options_for(
-        args.backend, cache_dir=args.cache_dir, intra_op_threads=1))
-    result = {"backend": backend.name, "size": args.size, "setup_s": time.perf_counter() - start,
+    backend = build(args.samples[0])
+    result = {"backend": args.backend, "size": args.size, "setup_s": time.perf_counter() - start,
               "params": sum(p.numel() for p in step.parameters()), "points": []}
     for samples in args.samples:
+        if args.backend == "auto" and samples != args.samples[0]:
+            backend.close()
+            backend = build(samples)
         prefix = random_prefix(step, samples, SIZES[args.size]["prefix"], seed=samples)
         noise = make_noise(samples, 64, torch.Generator().manual_seed(0))
         start = time.perf_counter()
@@ -86,7 +108,7 @@ def run_worker(args: argparse.Namespace) -> dict:
                 start = time.perf_counter()
                 backend.sample(noise, flow)
                 times.append(time.perf_counter() - start)
-            result["points"].append({"samples": samples, "steps": steps,
+            result["points"].append({"samples": samples, "steps": steps, "chosen": backend.name,
                                      "first_bind_s": bind_s, "plans": len(times),
                                      "ms_per_plan": stats_ms(times),
                                      "ms_per_step": stats_ms(times, steps)})
@@ -131,7 +153,8 @@ def print_table(results: list[dict]) -> None:
             continue
         for p in r["points"]:
             s, pl, x = p["ms_per_step"], p["ms_per_plan"], p.get("speedup_vs_torch", {})
-            print(f"{r['size']:6} {r['backend']:12} {p['samples']:>2} {p['steps']:>5} | "
+            name = r["backend"] if r["backend"] != "auto" else f"auto={p['chosen']}"
+            print(f"{r['size']:6} {name:12} {p['samples']:>2} {p['steps']:>5} | "
                   f"{s['min']:11.3f} {s['median']:7.3f} {s['p90']:7.3f} | {pl['min']:11.2f} "
                   f"{pl['median']:7.2f} | {x.get('min', float('nan')):11.2f} "
                   f"{x.get('median', float('nan')):7.2f} | {r['setup_s']:.2f}")
@@ -151,7 +174,8 @@ def environment() -> dict:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--backends", nargs="+", default=["torch", "torch_static", "onnxruntime"])
+    parser.add_argument("--backends", nargs="+",
+                        default=["torch", "torch_static", "onnxruntime", "auto"])
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 5, 10])
     parser.add_argument("--samples", nargs="+", type=int, default=[1, 6])
     parser.add_argument("--plans", type=int, default=25, help="timed plans per point")

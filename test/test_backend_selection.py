@@ -8,6 +8,8 @@ where it imports TensorRT.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -28,6 +30,7 @@ from alpamayo_core.backends.selection import (
     ParityTolerance,
     parity_check,
     select_backend,
+    select_fastest,
     synthetic_prefix,
 )
 from alpamayo_core.backends.synthetic import random_step
@@ -72,19 +75,50 @@ def test_unknown_options_raise_and_known_ones_arrive(step):
     assert backend.intra_op_threads == 2 and backend.bucket == 64
     # Shared options under auto: each candidate takes its own (torch_static: bucket).
     chosen = select("auto", step, "cpu", bucket=32, intra_op_threads=2, precision="bf16")
-    assert isinstance(chosen.backend, TorchStaticBackend) and chosen.backend.bucket == 32
+    built = {trial.name: trial.backend for trial in chosen.trials}
+    assert isinstance(built["torch_static"], TorchStaticBackend)
+    assert built["torch_static"].bucket == 32 and built["onnxruntime"].intra_op_threads == 2
 
 
 # -- self-check and selection (issue point 9) ----------------------------------------------------
 
-def test_auto_checks_parity_and_reports_the_figures(step):
-    selection = select("auto", step, "cpu")
-    assert selection.backend.name == "torch_static" and not selection.fell_back
-    parity = selection.chosen.parity
-    assert parity is not None and parity.max_abs_err < 1e-5 and parity.cosine > 0.99999
+def test_auto_checks_parity_times_every_passing_backend_and_keeps_the_fastest(step):
+    selection = select("auto", step, "cpu", trial_prefix_len=256)
+    names = [trial.name for trial in selection.trials]
+    assert sorted(names) == ["onnxruntime", "torch", "torch_static"] and not selection.fell_back
+    assert all(trial.passed and trial.trial_ms > 0 for trial in selection.trials)
+    assert selection.chosen.trial_ms == min(trial.trial_ms for trial in selection.trials)
+    assert selection.backend is selection.chosen.backend and names[-1] == selection.backend.name
     values = selection.diagnostic_values()
-    assert values["backend"] == "torch_static" and values["parity_max_abs_err"] < 1e-5
-    assert "torch_static: passed (max_abs_err" in values["trials"]
+    assert values["backend"] == selection.backend.name
+    for trial in selection.trials:
+        if trial.name != "torch":  # the reference has no parity figures
+            assert trial.parity.max_abs_err < 1e-5 and trial.parity.cosine > 0.99999
+        assert f"{trial.name}: passed (" in values["trials"] and "ms/step in the trial" in \
+            values["trials"]
+
+
+class _SlowStaticBackend(TorchStaticBackend):
+    """torch_static that waits 50 ms per velocity call (a slower but correct candidate)."""
+
+    name = "slow_static"
+
+    def velocity(self, x, t):
+        time.sleep(0.05)
+        return super().velocity(x, t)
+
+
+def test_timed_trial_prefers_the_faster_of_two_correct_backends(step):
+    built = {"slow_static": _SlowStaticBackend, "torch_static": TorchStaticBackend,
+             "wrong": _WrongBackend}
+    selection = select_fastest(["slow_static", "wrong", "torch_static"],
+                               lambda name: built[name](step, "cpu"), step, batch=2,
+                               prefix_len=128)
+    slow, wrong, chosen = selection.trials
+    assert (slow.name, wrong.name, chosen.name) == ("slow_static", "wrong", "torch_static")
+    assert slow.passed and slow.trial_ms > 50 > chosen.trial_ms
+    assert "parity check failed" in wrong.error and wrong.trial_ms is None
+    assert selection.fell_back  # a rejected candidate came first
 
 
 class _WrongBackend(ExpertBackend):

@@ -130,9 +130,15 @@ def test_diagnostics_report_rates_ages_and_model(stack):
         assert 5.0 <= float(values["rate_hz_by_stamp"]) <= 13.0, values
         assert 0.0 <= float(values["age_s"]) < 0.5
     level, backend = _diag_values(arrays[-1], "alpamayo: expert backend")
-    assert level == 0 and backend["backend"] == plan.backend == "torch_static"
-    assert float(backend["parity_max_abs_err"]) < 1e-4 and float(backend["parity_cosine"]) > 0.9999
-    assert backend["trials"].startswith("torch_static: passed")
+    # auto times every CPU backend that passes its parity check and keeps the fastest
+    assert level == 0 and backend["backend"] == plan.backend
+    assert plan.backend in ("torch_static", "onnxruntime", "torch")
+    for name in ("torch_static", "onnxruntime", "torch"):
+        assert f"{name}: passed (" in backend["trials"]
+    assert backend["trials"].count("ms/step in the trial") == 3
+    if plan.backend != "torch":  # the eager reference has no parity figures of its own
+        assert float(backend["parity_max_abs_err"]) < 1e-4
+        assert float(backend["parity_cosine"]) > 0.9999
     _, odom = _diag_values(arrays[-1], "alpamayo: input odometry")
     # Nominal 10 Hz cameras and 50 Hz odometry, but the publisher process shares 2 cores with
     # the node and falls behind under load (odometry 39 Hz with the machine otherwise idle,

@@ -51,6 +51,9 @@ def test_ok_inputs_for_t0_of_the_reference_camera():
     assert out.inputs.t0_ns == T0_NS
     assert out.inputs.images_rgb.shape == (2, 4, 8, 12, 3)
     np.testing.assert_array_equal(out.inputs.images_rgb[:, :, 0, 0, 0], [[0] * 4, [1] * 4])
+    # frame identities for the planner's frame cache: (camera, stamp) in the images' order
+    stamps = [T0_NS + round(t * 1e9) for t in (-0.3, -0.2, -0.1, 0.0)]
+    assert out.inputs.frame_keys == tuple((cam, s) for cam in CAMERAS for s in stamps)
     np.testing.assert_allclose(out.inputs.history_xyz_m[:, 0],
                                SPEED_MPS * np.arange(-1.5, 0.001, 0.1), atol=1e-9)
     np.testing.assert_allclose(out.history.t0_xyz_m, [100.0, 0.0, 0.0], atol=1e-9)

@@ -6,11 +6,12 @@
 
 Names: "torch" (eager), "torch_static" (eager over static prefix buffers, any device),
 "torch_cuda_graph" (CUDA only), "onnxruntime" (CPU EP, CUDA EP where installed), "tensorrt"
-(CUDA + the TensorRT Python package). "auto" (`select`) tries the available ones fastest
-first: on CPU torch_static (fastest at the released ~3k-token prompts; onnxruntime wins only on
-short prefixes, see bench/expert.py), on CUDA tensorrt > torch_cuda_graph > torch_static >
-torch, and keeps the first that passes a parity self-check against the eager step
-(`selection`); `resolve` only names the preferred available one. Options are checked: an option
+(CUDA + the TensorRT Python package). "auto" (`select`) builds every available one, keeps
+those that pass a parity self-check against the eager step and picks the fastest of them by a
+short timed trial at a real prompt's prefix length (`selection.select_fastest`); a named
+backend falls back in the preference order (CPU: torch_static > onnxruntime > torch; CUDA:
+tensorrt > torch_cuda_graph > torch_static > torch); `resolve` only names the preferred
+available one. Options are checked: an option
 the backend does not take is an error, never silently dropped. Backend modules are imported
 lazily so a missing optional package only affects its own backend.
 """
@@ -25,7 +26,12 @@ import logging
 import torch
 
 from alpamayo_core.backends.base import BackendUnavailable, ExpertBackend
-from alpamayo_core.backends.selection import BackendSelection, select_backend
+from alpamayo_core.backends.selection import (
+    TRIAL_PREFIX_LEN,
+    BackendSelection,
+    select_backend,
+    select_fastest,
+)
 from alpamayo_core.model.denoise_step import DenoiseStep
 
 logger = logging.getLogger(__name__)
@@ -127,8 +133,8 @@ def create_backend(name: str, step: DenoiseStep, device: torch.device | str,
     """Build backend `name` for `step` on `device`, with keyword options `opts`.
 
     Every option must be one the backend takes (`backend_options`), else ValueError; they all
-    reach it. "auto" is `select("auto", ...)`: the first available backend that passes its
-    parity self-check. Raises BackendUnavailable (a RuntimeError) saying what is missing when
+    reach it. "auto" is `select("auto", ...)`: the fastest available backend that passes
+    its parity self-check. Raises BackendUnavailable (a RuntimeError) saying what is missing when
     the backend cannot run here.
     """
     if name == "auto":
@@ -138,13 +144,16 @@ def create_backend(name: str, step: DenoiseStep, device: torch.device | str,
 
 
 def select(name: str, step: DenoiseStep, device: torch.device | str, *,
-           fallback: bool = True, n_action: int = 64, **opts) -> BackendSelection:
+           fallback: bool = True, n_action: int = 64, trial_batch: int = 1,
+           trial_prefix_len: int = TRIAL_PREFIX_LEN, **opts) -> BackendSelection:
     """Backend `name` ("auto" allowed) after a parity self-check against the torch step.
 
-    "auto" tries the available backends fastest first and keeps the first that builds and
-    passes. A named backend that fails to build or to pass is replaced by the next of the auto
-    order when `fallback` (the selection says so), else BackendUnavailable. `opts` are shared:
-    each candidate gets the options it takes; an option no candidate takes is a ValueError.
+    "auto" builds and checks every available backend and keeps the fastest passing one by a
+    short timed trial (`trial_batch` rows, `trial_prefix_len` prefix tokens; see
+    `selection.select_fastest`). A named backend that fails to build or to pass is replaced
+    by the next of the preference order when `fallback` (the selection says so), else
+    BackendUnavailable. `opts` are shared: each candidate gets the options it takes; an option
+    no candidate takes is a ValueError.
     """
     device = torch.device(device)
     order = available_backends(device)
@@ -160,4 +169,7 @@ def select(name: str, step: DenoiseStep, device: torch.device | str, *,
     def build(candidate: str) -> ExpertBackend:
         return backend_class(candidate)(step, device, **options_for(candidate, **opts))
 
+    if name == "auto":
+        return select_fastest(candidates, build, step, batch=trial_batch,
+                              prefix_len=trial_prefix_len, n_action=n_action)
     return select_backend(candidates, build, step, n_action=n_action)

@@ -7,14 +7,17 @@ is tested against) on the same synthetic inputs: a random prefix of the model's 
 random x and t. It reports the max abs error and the cosine similarity of the two velocities.
 `select_backend` tries candidates in order and keeps the first that builds and passes; every
 candidate tried leaves a `BackendTrial` (built backend or error, parity figures), so callers log
-and publish why a faster backend was skipped. A timed trial among the passing candidates (a
-later step) plugs in here: build every candidate's trial, keep the passing ones, time them.
+and publish why a faster backend was skipped. `select_fastest` (what "auto" uses) builds and
+checks every candidate, then times the passing ones on a synthetic prefix of a real prompt's
+length (interleaved repetitions, minimum per candidate) and keeps the fastest; the timings are
+part of each trial's summary.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: Synthetic check inputs: one row, a short prefix (the check must cost well under a second).
 CHECK_BATCH, CHECK_PREFIX_LEN, CHECK_SEED = 1, 48, 0
+#: Timed trial: prefix tokens (a real 16-image prompt is ~3k) and interleaved repetitions.
+TRIAL_PREFIX_LEN, TRIAL_REPEATS = 3072, 5
 
 
 class NoBackendPassed(BackendUnavailable):
@@ -84,6 +89,11 @@ class BackendTrial:
     backend: ExpertBackend | None = None
     parity: ParityResult | None = None
     error: str | None = None
+    trial_ms: float | None = None  # min ms per velocity call in the timed trial
+
+    @property
+    def timing(self) -> str:
+        return "" if self.trial_ms is None else f", {self.trial_ms:.2f} ms/step in the trial"
 
     @property
     def passed(self) -> bool:
@@ -93,7 +103,8 @@ class BackendTrial:
         figures = "" if self.parity is None else (
             f"max_abs_err {self.parity.max_abs_err:.3g}, cosine {self.parity.cosine:.6f}")
         if self.passed:
-            return f"{self.name}: passed" + (f" ({figures})" if figures else " (reference)")
+            return (f"{self.name}: passed"
+                    + (f" ({figures}{self.timing})" if figures else f" (reference{self.timing})"))
         return f"{self.name}: rejected: {self.error}" + (f" ({figures})" if figures else "")
 
 
@@ -110,8 +121,9 @@ class BackendSelection:
 
     @property
     def fell_back(self) -> bool:
-        """True when a candidate preferred over the chosen one was rejected."""
-        return len(self.trials) > 1
+        """True when a candidate preferred over the chosen one was rejected (a slower one that
+        passed is not a fallback)."""
+        return any(not trial.passed for trial in self.trials[:-1])
 
     def diagnostic_values(self) -> dict[str, object]:
         """Key/values for /diagnostics and logs."""
@@ -204,3 +216,66 @@ def select_backend(candidates: Sequence[str], build: Callable[[str], ExpertBacke
         if trial.passed:
             return BackendSelection(trial.backend, tuple(trials))
     raise NoBackendPassed(tuple(trials))
+
+
+def _time_velocity(backend: ExpertBackend, x: torch.Tensor, t: torch.Tensor) -> float:
+    """Seconds of one velocity call, device work included."""
+    sync = torch.cuda.synchronize if backend.device.type == "cuda" else (lambda *_: None)
+    sync(backend.device)
+    start = time.perf_counter()
+    backend.velocity(x, t)
+    sync(backend.device)
+    return time.perf_counter() - start
+
+
+def timed_trial(trials: Sequence[BackendTrial], step: DenoiseStep, batch: int,
+                prefix_len: int = TRIAL_PREFIX_LEN, repeats: int = TRIAL_REPEATS,
+                n_action: int = 64) -> None:
+    """Set `trial_ms` of each trial: min over `repeats` interleaved velocity calls on one
+    synthetic prefix of `prefix_len` tokens and `batch` rows, bound once per backend (as in a
+    plan: one bind, then the flow steps), after two warm-up calls each."""
+    device = trials[0].backend.device
+    prefix = synthetic_prefix(step, device, batch=batch, prefix_len=prefix_len,
+                              n_action=n_action, seed=CHECK_SEED + 2)
+    x = torch.randn(batch, n_action, 2, generator=torch.Generator().manual_seed(3)).to(device)
+    t = torch.full((batch,), 0.5, device=device)
+    best = {trial.name: math.inf for trial in trials}
+    with torch.inference_mode():
+        for trial in trials:
+            trial.backend.bind(prefix)
+            for _ in range(2):  # warm-up: first-call allocations, lazy builds
+                trial.backend.velocity(x, t)
+        for _ in range(repeats):
+            for trial in trials:
+                best[trial.name] = min(best[trial.name], _time_velocity(trial.backend, x, t))
+    for trial in trials:
+        trial.trial_ms = best[trial.name] * 1e3
+
+
+def select_fastest(candidates: Sequence[str], build: Callable[[str], ExpertBackend],
+                   step: DenoiseStep, batch: int = 1, prefix_len: int = TRIAL_PREFIX_LEN,
+                   tolerance: ParityTolerance | None = None,
+                   n_action: int = 64) -> BackendSelection:
+    """Every candidate built and parity-checked, the passing ones timed (`timed_trial` at
+    `batch` rows and `prefix_len` tokens); the fastest is chosen and the others are closed.
+
+    The selection's trials end with the chosen one. Raises NoBackendPassed when none passes.
+    """
+    if not candidates:
+        raise ValueError("select_fastest needs at least one candidate backend")
+    tolerance = tolerance or ParityTolerance.for_dtype(next(step.parameters()).dtype)
+    trials = [try_backend(name, build, step, tolerance, n_action) for name in candidates]
+    passing = [trial for trial in trials if trial.passed]
+    if not passing:
+        raise NoBackendPassed(tuple(trials))
+    if len(passing) > 1:
+        timed_trial(passing, step, batch, prefix_len, n_action=n_action)
+    chosen = min(passing, key=lambda trial: trial.trial_ms or 0.0)
+    for trial in passing:
+        if trial is not chosen:
+            trial.backend.close()
+    ordered = (*(trial for trial in trials if trial is not chosen), chosen)
+    for trial in ordered:
+        (logger.info if trial.passed else logger.warning)("expert backend %s", trial.summary())
+    logger.info("expert backend chosen by timed trial: %s", chosen.name)
+    return BackendSelection(chosen.backend, ordered)

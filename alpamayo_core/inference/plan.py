@@ -14,6 +14,7 @@ pose is the origin with identity rotation.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,12 +29,16 @@ class PlanInputs:
         history_xyz_m: (N, 3) float ego positions in the ego frame at t0 (last row = 0).
         history_rot: (N, 3, 3) float ego rotations in the ego frame at t0 (last = identity).
         t0_ns: time the plan is for (newest reference-camera stamp), in nanoseconds.
+        frame_keys: optional C*F identities of the frames in the images' order (camera-major,
+            oldest first), e.g. (camera, stamp_ns): a planner encodes a frame it has seen in a
+            recent plan only once (its frame cache).
     """
 
     images_rgb: np.ndarray
     history_xyz_m: np.ndarray
     history_rot: np.ndarray
     t0_ns: int = 0
+    frame_keys: tuple[Hashable, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ import torch
 from transformers import LogitsProcessor
 
 from alpamayo_core.backends import BackendSelection, ExpertBackend, select
+from alpamayo_core.inference.frame_cache import FrameEncodingCache, ImageFeatures, encode_frames
 from alpamayo_core.inference.plan import Plan, PlanInputs
 from alpamayo_core.inference.reasoning import (
+    DecodeOptions,
     Phase1Result,
     SamplingConfig,
     check_cancel,
@@ -52,20 +54,29 @@ class Planner:
                  flow: FlowConfig | None = None, backend: str | ExpertBackend = "auto",
                  backend_options: dict[str, object] | None = None,
                  backend_fallback: bool = True,
-                 backend_selection: BackendSelection | None = None):
+                 backend_selection: BackendSelection | None = None,
+                 decode: DecodeOptions | None = None,
+                 frame_cache: FrameEncodingCache | None = None):
         """`backend`: an expert backend name or an already built `ExpertBackend` to share.
 
-        A name goes through `backends.select`: "auto" = the fastest available backend on the
-        model's device that passes a parity self-check against the eager torch step; a named
+        A name goes through `backends.select`: "auto" = the fastest (by a timed trial at this
+        planner's rows) available backend on the model's device that passes a parity
+        self-check against the eager torch step; a named
         one is checked too and, when it fails or cannot be built, replaced by the next of the
         auto order if `backend_fallback`, else BackendUnavailable. `backend_options` reach the
         backends (an option no backend takes is a ValueError). `backend_selection` records how
-        the backend was chosen (kept when sharing a backend).
+        the backend was chosen (kept when sharing a backend). `decode` says how the reasoning
+        decode loop runs (e.g. `DecodeOptions(cuda_graph=True)` on CUDA); outputs do not
+        depend on it. `frame_cache` keeps vision-tower outputs of recent frames (default: one
+        plan's worth, C x F images) for inputs that carry `frame_keys`.
         """
         self.loaded = loaded
         self.cfg = loaded.cfg
         self.sampling = sampling or SamplingConfig()
         self.flow = flow or self.cfg.flow
+        self.decode = decode or DecodeOptions()
+        self.frame_cache = frame_cache or FrameEncodingCache(
+            len(self.cfg.images.cameras) * len(self.cfg.images.frame_offsets_s))
         self._model = loaded.model
         self._history_tokenizer = HistoryDeltaTokenizer(self.cfg.history_tokenizer,
                                                         loaded.token_ids.hist_token_start)
@@ -75,7 +86,7 @@ class Planner:
             self.backend_selection = select(
                 backend, self._model.denoise_step(), self._model.device,
                 fallback=backend_fallback, n_action=self.cfg.n_waypoints,
-                **(backend_options or {}))
+                trial_batch=self.sampling.num_rows, **(backend_options or {}))
             self._expert = self.backend_selection.backend
         LOG.info("expert backend: %s", self._expert.name)
 
@@ -101,7 +112,8 @@ class Planner:
                       flow: FlowConfig | None = None) -> Planner:
         """A planner sharing this one's weights with other sampling/flow settings."""
         return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert,
-                       backend_selection=self.backend_selection)
+                       backend_selection=self.backend_selection, decode=self.decode,
+                       frame_cache=self.frame_cache)
 
     def _ms_since(self, start: float) -> float:
         return (device_clock(self.device) - start) * 1e3
@@ -167,11 +179,15 @@ class Planner:
         prompt = self.preprocess(inputs)
         timings["preprocess"] = self._ms_since(start)
         check_cancel(cancel, "preprocessing")
+        mark = device_clock(self.device)
+        features = self._encode(inputs, prompt)
+        timings["vision"] = self._ms_since(mark)
         generator = torch.Generator(self.device)
         generator.manual_seed(seed if seed is not None else secrets.randbits(63))
         phase1 = generate_reasoning(self._model.vlm, prompt, self.loaded.token_ids,
                                     self.sampling, tokenizer=self.loaded.tokenizer,
                                     generator=generator, logits_processor=logits_processor,
+                                    decode=self.decode, image_features=features,
                                     cancel=cancel)
         timings["prefill"], timings["decode"] = phase1.prefill_s * 1e3, phase1.decode_s * 1e3
         mark = device_clock(self.device)
@@ -182,6 +198,18 @@ class Planner:
         timings["trajectory"] = self._ms_since(mark)
         timings["total"] = self._ms_since(start)
         return dataclasses.replace(plan, timings_ms=timings)
+
+    def _encode(self, inputs: PlanInputs, prompt: PromptInputs) -> ImageFeatures:
+        """Vision features; frames with `frame_keys` seen in recent plans come from the cache."""
+        keys = inputs.frame_keys
+        if keys is not None:
+            grids = [tuple(g) for g in prompt.image_grid_thw.tolist()]
+            if len(keys) != len(grids):
+                raise ValueError(f"frame_keys: expected {len(grids)} keys (C x F), got "
+                                 f"{len(keys)}")
+            keys = [(key, grid) for key, grid in zip(keys, grids, strict=True)]
+        return encode_frames(self._model.vlm.model.visual, prompt.pixel_values,
+                             prompt.image_grid_thw, keys, self.frame_cache if keys else None)
 
     def _flow(self, phase1: Phase1Result, generator: torch.Generator,
               noise: torch.Tensor | None, cancel: threading.Event | None) -> torch.Tensor:

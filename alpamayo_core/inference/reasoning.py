@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from transformers import (
-    DynamicCache,
-    LogitsProcessor,
-    TemperatureLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import DynamicCache, LogitsProcessor
 
+from alpamayo_core.inference.decode_step import GraphedDecodeStep, StaticKV, TextDecodeStep
+from alpamayo_core.inference.frame_cache import ImageFeatures, prefill_with_features
 from alpamayo_core.inference.timing import device_clock
+from alpamayo_core.inference.top_p import sample_top_p
 from alpamayo_core.inputs.prompt import PromptInputs
 from alpamayo_core.inputs.tokens import extract_texts
 from alpamayo_core.model.vocabulary import TokenIds
@@ -67,6 +66,44 @@ class SamplingConfig:
     @property
     def num_rows(self) -> int:
         return self.num_traj_sets * self.num_traj_samples
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How the reasoning decode loop runs (not what it samples: outputs do not depend on it).
+
+    cuda_graph: replay one CUDA graph per (rows, cache capacity) bucket (CUDA devices only).
+    stop_check_every: tokens between host reads of the on-device stop flags; 0 = 1 on CPU
+        (a read costs nothing there) and 8 on CUDA (each read is a host synchronisation).
+    capacity_multiple: cache capacities are rounded up to a multiple of this, so that plans
+        with nearby prompt lengths share a captured graph.
+
+    With `cuda_graph` the result's K/V are views of the graph's own cache: valid until the
+    next plan with the same (rows, capacity) (copy them to keep them longer).
+    """
+
+    cuda_graph: bool = False
+    stop_check_every: int = 0
+    capacity_multiple: int = 256
+
+    def __post_init__(self) -> None:
+        if self.stop_check_every < 0:
+            raise ValueError("decode.stop_check_every: must be >= 0 (0 = automatic), got "
+                             f"{self.stop_check_every}")
+        if self.capacity_multiple < 1:
+            raise ValueError("decode.capacity_multiple: must be >= 1, got "
+                             f"{self.capacity_multiple}")
+
+    def check_interval(self, device: torch.device) -> int:
+        if self.stop_check_every:
+            return self.stop_check_every
+        return 1 if device.type == "cpu" else 8
+
+    def capacity(self, tokens: int) -> int:
+        """Cache columns for `tokens` (rounded up to `capacity_multiple` with graphs)."""
+        if not self.cuda_graph:
+            return tokens
+        return -(-tokens // self.capacity_multiple) * self.capacity_multiple
 
 
 @dataclass(frozen=True)
@@ -117,15 +154,18 @@ def _forward(vlm, input_ids: Tensor, positions: Tensor, cache: DynamicCache,
 
 
 class _TokenSampler:
-    """Reference next-token choice: mask `<iN>`, optional extra processor, temperature, top-p."""
+    """Reference next-token choice: mask `<iN>`, optional extra processor, temperature, top-p.
+
+    Temperature divides in place as HF's `TemperatureLogitsWarper` does out of place; top-p
+    picks HF's `TopPLogitsWarper` + multinomial token for the same generator (`top_p`).
+    """
 
     def __init__(self, token_ids: TokenIds, sampling: SamplingConfig,
                  extra_processor: LogitsProcessor | None, generator: torch.Generator | None):
         self.band = (token_ids.traj_token_start, token_ids.traj_token_end)
         self.greedy = sampling.greedy
         self.extra = extra_processor
-        self.warpers = [TemperatureLogitsWarper(sampling.temperature),
-                        TopPLogitsWarper(sampling.top_p)]
+        self.temperature, self.top_p = sampling.temperature, sampling.top_p
         self.generator = generator
 
     def __call__(self, input_ids: Tensor, logits: Tensor) -> Tensor:
@@ -136,37 +176,51 @@ class _TokenSampler:
             scores = self.extra(input_ids, scores)
         if self.greedy:
             return scores.argmax(dim=-1)
-        for warp in self.warpers:
-            scores = warp(input_ids, scores)
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        return sample_top_p(scores.div_(self.temperature), self.top_p, self.generator)
 
 
-def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: int,
-            first_position: int, sample: _TokenSampler, token_ids: TokenIds,
+def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
+            prompt_len: int, first_position: int, sample: _TokenSampler, token_ids: TokenIds,
+            options: DecodeOptions, graph: GraphedDecodeStep | None = None,
             cancel: threading.Event | None = None) -> int:
     """Sample into `seqs[:, prompt_len:]` until every row is done; returns tokens generated.
 
     A row is done one token after its `<|traj_future_start|>` or at `<|im_end|>`; done rows get
     pad (and pad is still fed, as HF generate does). The last token is never fed to the model.
-    `cancel` is checked before every token (`PlanCancelled`).
+    Stop conditions stay on the device; the host reads them every `stop_check_every` tokens
+    (tokens decoded past the stop are discarded: the caller keeps `n` tokens and `n - 1` cache
+    columns past the prompt).
+    `cancel` is checked before every token (`PlanCancelled`): the host-side event costs no
+    device synchronisation.
     """
     rows, device = seqs.shape[0], seqs.device
+    max_new = seqs.shape[1] - prompt_len
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     seen_stop = torch.zeros(rows, dtype=torch.bool, device=device)
-    max_new = seqs.shape[1] - prompt_len
-    for step in range(max_new):
+    all_done = torch.zeros(max_new, dtype=torch.bool, device=device)  # per step
+    pad = torch.full((rows,), token_ids.pad, dtype=seqs.dtype, device=device)
+    rotations = step.rope_table(first_position, max_new)  # (N, D, D)
+    columns = torch.arange(prompt_len, prompt_len + max_new, device=device)
+    check_every = options.check_interval(device)
+    for i in range(max_new):
         check_cancel(cancel, "reasoning decode")
-        at = prompt_len + step
-        nxt = sample(seqs[:, :at], logits)
-        nxt = torch.where(done, torch.full_like(nxt, token_ids.pad), nxt)  # (B,)
+        at = prompt_len + i
+        nxt = torch.where(done, pad, sample(seqs[:, :at], logits))  # (B,)
         seqs[:, at] = nxt
         done |= seen_stop | (nxt == token_ids.im_end)
         seen_stop |= nxt == token_ids.traj_future_start
-        if bool(done.all()) or step == max_new - 1:
-            return step + 1
-        pos = torch.full((3, rows, 1), first_position + step, dtype=torch.int64, device=device)
-        logits = _forward(vlm, nxt[:, None], pos, cache)
+        all_done[i] = done.all()
+        if (i + 1) % check_every == 0 or i == max_new - 1:
+            finished = all_done[:i + 1]
+            if bool(finished.any()):
+                return int(finished.to(torch.int8).argmax()) + 1
+        if i == max_new - 1:
+            break
+        write_at = columns[i:i + 1]
+        if graph is not None:
+            logits = graph(nxt, rotations[i], write_at)
+        else:
+            logits = step(nxt, rotations[i], cache, write_at, kv_len=at + 1)
     return max_new
 
 
@@ -198,38 +252,71 @@ def _kv(cache: DynamicCache) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     return tuple(layer.keys for layer in layers), tuple(layer.values for layer in layers)
 
 
+#: Captured decode graphs per model, keyed by (rows, capacity); dropped with the model.
+_GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _graphed_step(vlm, step: TextDecodeStep, rows: int, capacity: int) -> GraphedDecodeStep:
+    graphs = _GRAPHS.setdefault(vlm, {})
+    if (rows, capacity) not in graphs:
+        graphs[(rows, capacity)] = GraphedDecodeStep(step, rows, capacity)
+    return graphs[(rows, capacity)]
+
+
+def _static_cache(vlm, step: TextDecodeStep, prefill: DynamicCache, rows: int, prompt_len: int,
+                  capacity: int, options: DecodeOptions):
+    """The plan's static cache holding the prompt in every row, and its graph (or None)."""
+    keys, values = _kv(prefill)
+    if options.cuda_graph:
+        graph = _graphed_step(vlm, step, rows, capacity)
+        graph.reset(keys, values, prompt_len)
+        return graph.cache, graph
+    cache = step.allocate(rows, capacity)
+    cache.load_prefix(keys, values)
+    return cache, None
+
+
 @torch.no_grad()
 def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling: SamplingConfig,
                        tokenizer=None, generator: torch.Generator | None = None,
                        logits_processor: LogitsProcessor | None = None,
+                       decode: DecodeOptions | None = None,
+                       image_features: ImageFeatures | None = None,
                        cancel: threading.Event | None = None) -> Phase1Result:
     """Phase 1: sample the reasoning for `sampling.num_rows` rows from one prompt.
 
     `tokenizer` (optional) decodes the texts; `generator` makes sampling reproducible;
     `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers;
+    `decode` chooses how the loop runs (static cache always; CUDA graph optional);
+    `image_features` (from `frame_cache.encode_frames`) replace the vision tower pass;
     `cancel` (set from another thread) stops decoding with `PlanCancelled` before the next token.
     Rows that produced no `<|traj_future_start|>` are flagged in `found_future_start` (the
     caller reports them: `Plan.num_truncated_reasoning`).
     """
+    options = decode or DecodeOptions()
     rows, prompt_len, device = sampling.num_rows, prompt.length, prompt.input_ids.device
     t0 = device_clock(device)
     positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
-    cache = DynamicCache()
-    logits = _forward(vlm, prompt.input_ids, positions, cache, prompt)  # (1, V)
-    if rows > 1:
-        cache.batch_repeat_interleave(rows)
-        logits = logits.expand(rows, -1)
+    prefill = DynamicCache()
+    if image_features is None:
+        logits = _forward(vlm, prompt.input_ids, positions, prefill, prompt)  # (1, V)
+    else:
+        logits = prefill_with_features(vlm, prompt.input_ids, positions, prefill, image_features)
+    step = TextDecodeStep(vlm)
+    capacity = options.capacity(prompt_len + sampling.max_new_tokens)
+    cache, graph = _static_cache(vlm, step, prefill, rows, prompt_len, capacity, options)
+    logits = logits.expand(rows, -1)
     t1 = device_clock(device)
     seqs = torch.full((rows, prompt_len + sampling.max_new_tokens), token_ids.pad, device=device)
     seqs[:, :prompt_len] = prompt.input_ids
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator)
     first_position = int(positions.max()) + 1
-    n_new = _decode(vlm, cache, logits, seqs, prompt_len, first_position, sample, token_ids,
-                    cancel)
+    n_new = _decode(step, cache, logits, seqs, prompt_len, first_position, sample, token_ids,
+                    options, graph, cancel)
     t2 = device_clock(device)
     seqs, index, found = _locate_future_start(seqs[:, :prompt_len + n_new], prompt_len,
                                               token_ids.traj_future_start, token_ids.pad)
-    keys, values = _kv(cache)
+    keys, values = cache.narrow(prompt_len + n_new - 1)
     return Phase1Result(
         sequences=seqs, keys=keys, values=values, future_start_index=index,
         future_start_position=index - prompt_len + first_position, found_future_start=found,

@@ -2,10 +2,14 @@
 
 `build_vlm` makes the network (SDPA attention, interleaved mRoPE, our vision token ids) with the
 vision patch embedding swapped for an exact, faster still-image equivalent under the same
-state-dict keys. Running it (prefill, reasoning decode) lives in `inference.reasoning`.
+state-dict keys, and the vision tower's layout-only work (position-embedding interpolation and
+vision RoPE, which depend only on the image grids) remembered for the last camera layout.
+Running it (prefill, reasoning decode) lives in `inference.reasoning`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -82,10 +86,37 @@ class StillImagePatchEmbed(nn.Module):
         return F.linear(patches.to(weight.dtype), weight.flatten(1), self.proj.bias)
 
 
+class LayoutMemo:
+    """Remembers `fn(grid_thw)` for the last grids (a camera layout rarely changes).
+
+    The key holds the grids and the version, storage and dtype of `source.weight` (the module
+    the result derives from, if any, read at call time), so loading or moving weights
+    recomputes. Only used without
+    autograd: the stored result is shared between plans and never modified by the tower.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor],
+                 source: nn.Module | None = None) -> None:
+        self.fn, self.source = fn, source
+        self.key: tuple | None = None
+        self.value: torch.Tensor | None = None
+
+    def __call__(self, grid_thw: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return self.fn(grid_thw)
+        w = None if self.source is None else self.source.weight
+        key = (tuple(map(tuple, grid_thw.tolist())), str(grid_thw.device),
+               None if w is None else (w._version, w.data_ptr(), w.dtype, str(w.device)))
+        if key != self.key:
+            self.key, self.value = key, self.fn(grid_thw)
+        return self.value
+
+
 def build_vlm(cfg: ModelConfig, token_ids: TokenIds) -> Qwen3VLForConditionalGeneration:
     """A random-init VLM in `cfg.dtype`, eval mode. Works under `torch.device("meta")`.
 
-    The vision patch embedding is swapped for the equivalent `StillImagePatchEmbed` (same keys).
+    The vision patch embedding is swapped for the equivalent `StillImagePatchEmbed` (same keys);
+    position-embedding interpolation and vision RoPE go through a `LayoutMemo`.
     """
     if cfg.text.vocab_size < token_ids.vocab_size:
         raise ValueError(f"text.vocab_size ({cfg.text.vocab_size}) is below the tokenizer's "
@@ -93,5 +124,9 @@ def build_vlm(cfg: ModelConfig, token_ids: TokenIds) -> Qwen3VLForConditionalGen
     hf_cfg = hf_vlm_config(cfg, token_ids)
     model = Qwen3VLForConditionalGeneration._from_config(
         hf_cfg, dtype=getattr(torch, cfg.dtype), attn_implementation="sdpa")
-    model.model.visual.patch_embed = StillImagePatchEmbed(model.model.visual.patch_embed)
+    visual = model.model.visual
+    visual.patch_embed = StillImagePatchEmbed(visual.patch_embed)
+    visual.fast_pos_embed_interpolate = LayoutMemo(visual.fast_pos_embed_interpolate,
+                                                   visual.pos_embed)
+    visual.rot_pos_emb = LayoutMemo(visual.rot_pos_emb)
     return model.eval()

@@ -129,6 +129,9 @@ def assemble(
         history_xyz_m=history.xyz_m,
         history_rot=history.rot,
         t0_ns=t0_ns,
+        frame_keys=tuple((camera, int(stamp)) for camera, stamps in
+                         zip(selection.cameras, selection.stamps_ns, strict=True)
+                         for stamp in stamps),  # the planner encodes each frame once
     )
     ages_s = {name: (now_ns - int(stamps[-1])) * 1e-9
               for name, stamps in zip(selection.cameras, selection.stamps_ns, strict=True)}
