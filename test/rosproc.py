@@ -72,7 +72,8 @@ class Collector:
 
     `subscribe(topic, type)` records every message with its monotonic arrival time;
     `messages(topic)` returns the messages, `received(topic)` the (arrival s, message) pairs;
-    `wait_for(predicate, timeout_s)` polls a predicate, `wait_count` a message count.
+    `wait_for(predicate, timeout_s)` polls a predicate, `wait_count` a message count;
+    `call(client, request)` calls a service.
     """
 
     def __init__(self, domain_id: int, log_dir: Path | str) -> None:
@@ -141,6 +142,29 @@ class Collector:
         """Block until `count` messages arrived on `topic`; returns (arrival, message) pairs."""
         return self.wait_for(lambda: (got := self.received(topic)) and len(got) >= count and got,
                              timeout_s, f"{count} messages on {topic}")
+
+    def call(self, client, request, timeout_s: float = 120.0, resend_every_s: float = 0.0):
+        """Send `request` on `client` and return the response; raises TimeoutError.
+
+        `wait_for_service` only proves that the server's request reader is matched. The server's
+        reply writer may not yet have matched this client's reply reader, and the reply is then
+        lost (seen under CI load). With `resend_every_s` > 0 an unanswered request is sent again
+        at that period: use it only for requests that are safe to repeat (queries).
+        """
+        if not client.wait_for_service(timeout_sec=min(timeout_s, 60.0)):
+            raise TimeoutError(f"service {client.srv_name} did not appear")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            future = client.call_async(request)
+            attempt_end = deadline if resend_every_s <= 0 else min(
+                deadline, time.monotonic() + resend_every_s)
+            while not future.done() and time.monotonic() < attempt_end:
+                time.sleep(0.02)
+            if future.done():
+                return future.result()
+            client.remove_pending_request(future)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{client.srv_name} did not answer within {timeout_s} s")
 
     def close(self) -> None:
         import rclpy

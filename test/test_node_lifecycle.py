@@ -43,19 +43,13 @@ def stack(tmp_path):
         collector.close()
 
 
-def _call(collector: Collector, client, request, timeout_s: float = 120.0):
-    if not client.wait_for_service(timeout_sec=30.0):
-        raise TimeoutError(f"service {client.srv_name} did not appear")
-    future = client.call_async(request)
-    deadline = time.monotonic() + timeout_s
-    while not future.done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{client.srv_name} did not answer within {timeout_s} s")
-        time.sleep(0.02)
-    return future.result()
-
-
 class Lifecycle:
+    """The node's lifecycle services, called from the collector.
+
+    A state query is safe to repeat and is re-sent every 5 s until answered. A transition is not:
+    when its answer does not come, the state decides whether it happened (see `Collector.call`).
+    """
+
     def __init__(self, collector: Collector) -> None:
         from lifecycle_msgs.srv import ChangeState, GetState
 
@@ -66,14 +60,28 @@ class Lifecycle:
     def state(self) -> str:
         from lifecycle_msgs.srv import GetState
 
-        return _call(self.collector, self.get, GetState.Request()).current_state.label
+        return self.collector.call(self.get, GetState.Request(),
+                                   resend_every_s=5.0).current_state.label
 
-    def transition(self, transition_id: int) -> bool:
+    def transition(self, transition_id: int, target: str) -> bool:
+        """Request a transition; True once the node answers success or is in `target`."""
         from lifecycle_msgs.srv import ChangeState
 
         request = ChangeState.Request()
         request.transition.id = transition_id
-        return _call(self.collector, self.change, request).success
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline:
+            try:
+                return self.collector.call(self.change, request, timeout_s=15.0).success
+            except TimeoutError:
+                pass
+            state = self.state()
+            while state.endswith("ing"):  # configuring, activating, ...: still under way
+                time.sleep(0.2)
+                state = self.state()
+            if state == target:
+                return True
+        raise TimeoutError(f"transition {transition_id} to {target} not done within 120 s")
 
 
 def _plans_after(collector: Collector, t_ns: int) -> list:
@@ -89,26 +97,26 @@ def test_lifecycle_transitions_gate_planning_and_cleanup_allows_a_restart(stack)
     time.sleep(1.5)
     assert collector.messages("/alpamayo/plan") == []  # autostart false: nothing yet
 
-    assert life.transition(Transition.TRANSITION_CONFIGURE)
+    assert life.transition(Transition.TRANSITION_CONFIGURE, "inactive")
     assert life.state() == "inactive"
     time.sleep(1.5)
     assert collector.messages("/alpamayo/plan") == []  # configured, but no timer yet
 
-    assert life.transition(Transition.TRANSITION_ACTIVATE)
+    assert life.transition(Transition.TRANSITION_ACTIVATE, "active")
     assert life.state() == "active"
     collector.wait_for(lambda: collector.messages("/alpamayo/plan"), 60.0, "plans after activate")
 
-    assert life.transition(Transition.TRANSITION_DEACTIVATE)
+    assert life.transition(Transition.TRANSITION_DEACTIVATE, "inactive")
     assert life.state() == "inactive"
     time.sleep(1.0)  # a plan already running may still finish
     stopped_at = time.time_ns()
     time.sleep(2.0)
     assert _plans_after(collector, stopped_at) == []
 
-    assert life.transition(Transition.TRANSITION_CLEANUP)
+    assert life.transition(Transition.TRANSITION_CLEANUP, "unconfigured")
     assert life.state() == "unconfigured"
-    assert life.transition(Transition.TRANSITION_CONFIGURE)
-    assert life.transition(Transition.TRANSITION_ACTIVATE)
+    assert life.transition(Transition.TRANSITION_CONFIGURE, "inactive")
+    assert life.transition(Transition.TRANSITION_ACTIVATE, "active")
     restarted_at = time.time_ns()
     collector.wait_for(lambda: _plans_after(collector, restarted_at), 60.0,
                        "plans after cleanup + configure + activate")
