@@ -28,12 +28,17 @@ class PlanInputs:
         history_xyz_m: (N, 3) float ego positions in the ego frame at t0 (last row = 0).
         history_rot: (N, 3, 3) float ego rotations in the ego frame at t0 (last = identity).
         t0_ns: time the plan is for (newest reference-camera stamp), in nanoseconds.
+        camera_ids: Alpamayo 1.5: the id (0-6, ascending) of each of the C cameras; None = the
+            checkpoint's camera list. R1 takes only its own four cameras.
+        route_text: Alpamayo 1.5: navigation instruction, e.g. "Turn left in 50m"; None = none.
     """
 
     images_rgb: np.ndarray
     history_xyz_m: np.ndarray
     history_rot: np.ndarray
     t0_ns: int = 0
+    camera_ids: tuple[int, ...] | None = None
+    route_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Plan:
         num_generated_tokens: tokens sampled in phase 1 (per row, max over samples).
         model_id: short id of the loaded model (name + weights hash).
         backend: name of the expert backend that produced the trajectories.
+        route_text: the navigation text the prompt carried ("" if none).
+        guidance_weight: the classifier-free guidance weight used (0 = off).
     """
 
     t0_ns: int
@@ -74,6 +81,8 @@ class Plan:
     num_generated_tokens: int = 0
     model_id: str = ""
     backend: str = ""
+    route_text: str = ""
+    guidance_weight: float = 0.0
 
     @property
     def num_samples(self) -> int:

@@ -109,8 +109,11 @@ class _TokenSampler:
     """Reference next-token choice: mask `<iN>`, optional extra processor, temperature, top-p."""
 
     def __init__(self, token_ids: TokenIds, sampling: SamplingConfig,
-                 extra_processor: LogitsProcessor | None, generator: torch.Generator | None):
-        self.band = (token_ids.traj_token_start, token_ids.traj_token_end)
+                 extra_processor: LogitsProcessor | None, generator: torch.Generator | None,
+                 mask_traj_tokens: bool = True):
+        """`mask_traj_tokens` False: no `<iN>` mask (1.5 question answering, plain generate)."""
+        self.band = ((token_ids.traj_token_start, token_ids.traj_token_end) if mask_traj_tokens
+                     else (0, 0))
         self.greedy = sampling.greedy
         self.extra = extra_processor
         self.warpers = [TemperatureLogitsWarper(sampling.temperature),
@@ -132,12 +135,15 @@ class _TokenSampler:
 
 
 def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: int,
-            first_position: int, sample: _TokenSampler, token_ids: TokenIds) -> int:
+            first_position: int, sample: _TokenSampler, token_ids: TokenIds,
+            stop_after_future_start: bool = True) -> int:
     """Sample into `seqs[:, prompt_len:]` until every row is done; returns tokens generated.
 
-    A row is done one token after its `<|traj_future_start|>` or at `<|im_end|>`; done rows get
+    A row is done one token after its `<|traj_future_start|>` (unless
+    `stop_after_future_start` is False: question answering) or at `<|im_end|>`; done rows get
     pad (and pad is still fed, as HF generate does). The last token is never fed to the model.
     """
+    stop_id = token_ids.traj_future_start if stop_after_future_start else -1
     rows, device = seqs.shape[0], seqs.device
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     seen_stop = torch.zeros(rows, dtype=torch.bool, device=device)
@@ -148,7 +154,7 @@ def _decode(vlm, cache: DynamicCache, logits: Tensor, seqs: Tensor, prompt_len: 
         nxt = torch.where(done, torch.full_like(nxt, token_ids.pad), nxt)  # (B,)
         seqs[:, at] = nxt
         done |= seen_stop | (nxt == token_ids.im_end)
-        seen_stop |= nxt == token_ids.traj_future_start
+        seen_stop |= nxt == stop_id
         if bool(done.all()) or step == max_new - 1:
             return step + 1
         pos = torch.full((3, rows, 1), first_position + step, dtype=torch.int64, device=device)
