@@ -17,8 +17,10 @@ backend call on 2B rows. This works unchanged with every backend on the one inst
 planner holds (they all take any B and P). `bench/guidance.py` measured it against two
 backend instances bound once each and against re-binding one instance per call: batched is
 fastest with the CPU default `torch_static` at 1 row and within the machine's noise at 6; two
-instances were faster for eager torch and onnxruntime (README, Benchmarks). Cost: a second prefill of the
-prompt (vision tower included) plus one forward over the reasoning, a second VLM K/V cache of
+instances were faster for eager torch and onnxruntime (README, Benchmarks).
+
+Cost: a second prefill of the prompt (vision tower included) plus one forward over the
+reasoning, a second VLM K/V cache of
 about the same size (rows x layers x 2 x KV x P x D values; the reference README measures
 ~60 GB instead of ~40 GB for 16 samples of the 10B model), and expert steps on twice the rows.
 

@@ -13,7 +13,8 @@ DEGRADED or INVALID as defined in `plan_assembly`. INVALID plans carry no trajec
 
 Topics (node-relative): ~/plan (alpamayo/DrivingPlan), ~/trajectory (nav_msgs/Path, selected
 sample), ~/history (nav_msgs/Path, the ego history the model was given), ~/reasoning
-(std_msgs/String), ~/markers (MarkerArray), /diagnostics (DiagnosticArray).
+(std_msgs/String), ~/markers (MarkerArray), /diagnostics (DiagnosticArray). Alpamayo 1.5:
+~/route in (std_msgs/String) and the ~/ask service (`navigation_node`).
 
 The planner comes from `planner_loader(params)` (default: `pipeline.load_planner`, the model
 folder in `model_dir`); pass another loader to wrap or replace it (tests inject a failing one).
@@ -43,6 +44,7 @@ from alpamayo_ros.node import messages
 from alpamayo_ros.node import params as node_params
 from alpamayo_ros.node.camera_buffer import CameraBuffer
 from alpamayo_ros.node.ego_history import EgoHistoryBuffer
+from alpamayo_ros.node.navigation_node import NavigationMixin
 from alpamayo_ros.node.node_status import NodeStatus, diagnostics_statuses, history_path
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.node.pipeline import load_planner, make_buffers, with_node_settings
@@ -58,12 +60,12 @@ if TYPE_CHECKING:
 
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _SAMPLING_PARAMS = ("temperature", "top_p", "max_generation_tokens", "num_traj_samples",
-                    "num_flow_steps")
+                    "num_flow_steps", "noise_temperature")
 _OUTPUTS = {"plan": DrivingPlan, "trajectory": Path, "history": Path, "reasoning": String,
             "markers": MarkerArray}
 
 
-class AlpamayoNode(LifecycleNode):
+class AlpamayoNode(NavigationMixin, LifecycleNode):
     """Managed node running the Alpamayo planner on camera images and odometry."""
 
     def __init__(self, node_name: str = "alpamayo", *,
@@ -87,6 +89,7 @@ class AlpamayoNode(LifecycleNode):
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alpamayo_plan")
         self._future: concurrent.futures.Future | None = None
         self.status = NodeStatus()
+        self._init_navigation()
 
     # -- parameters ---------------------------------------------------------------------------
     def _validate_parameters(self, changes) -> SetParametersResult:
@@ -168,12 +171,20 @@ class AlpamayoNode(LifecycleNode):
         if params.warmup_on_configure:
             start = time.perf_counter()
             cfg = planner.cfg
+            ids = tuple(i for i, _ in params.cameras_by_id) if cfg.is_1_5 else None
             planner.plan(_blank_inputs(len(params.camera_names), cfg.images.frame_offsets_s,
-                                       cfg.history_tokenizer.num_steps), seed=0)
+                                       cfg.history_tokenizer.num_steps, ids), seed=0)
             self.get_logger().info(f"warm-up plan took {time.perf_counter() - start:.1f} s")
         return planner
 
     def _check_planner(self, params: NodeParams) -> None:
+        ids = tuple(i for i, _ in params.cameras_by_id)
+        if self._planner.cfg.is_1_5:
+            return  # any 1-7 cameras (camera_ids validated with the parameters)
+        if ids != self._planner.default_camera_ids:
+            raise ValueError(f"an Alpamayo-R1 model takes camera ids "
+                             f"{list(self._planner.default_camera_ids)}, camera_ids has "
+                             f"{list(params.camera_ids)}")
         want = len(self._planner.cfg.images.cameras)
         if len(params.camera_names) != want:
             raise ValueError(f"the model takes {want} cameras, camera_names has "
@@ -196,6 +207,7 @@ class AlpamayoNode(LifecycleNode):
             1.0 / params.diagnostics_rate_hz, self._publish_diagnostics)))
         if params.camera_qos == "auto":
             self._entities.append(("timer", self.create_timer(1.0, self._recheck_camera_qos)))
+        self._create_navigation_io(params)
 
     # -- subscriptions (cheap: append to buffers, never decode or block) -----------------------
     def _on_odometry(self, msg: Odometry) -> None:
@@ -271,7 +283,11 @@ class AlpamayoNode(LifecycleNode):
 
     def _run_planner(self, inputs: PlanInputs) -> Plan:
         seed = None if self._params.seed < 0 else self._params.seed
-        plan = self._planner.plan(inputs, seed=seed)
+        request = self._plan_request(inputs)
+        planner = self._planner
+        if request.guidance is not None and request.guidance != planner.guidance:
+            planner = planner.with_settings(guidance=request.guidance)
+        plan = planner.plan(request.inputs, seed=seed)
         if not all(np.all(np.isfinite(a)) for a in (plan.xyz_m, plan.yaw_rad, plan.speed_mps)):
             raise ValueError("non-finite values in the planned trajectories")
         return plan
@@ -315,6 +331,7 @@ class AlpamayoNode(LifecycleNode):
             model_id=self._planner.model_id, backend=self._planner.backend_name,
             camera_reliability={k: v.name for k, v in self._camera_reliability.items()},
             backend_selection=self._planner.backend_selection)
+        statuses.append(self._navigation_diagnostic(now_ns))
         self._pubs["diagnostics"].publish(messages.diagnostic_array(now_ns, statuses))
 
     # -- teardown -----------------------------------------------------------------------------
@@ -338,8 +355,9 @@ class AlpamayoNode(LifecycleNode):
         self.status = NodeStatus()
 
 
-def _blank_inputs(num_cameras: int, offsets_s: tuple[float, ...], num_poses: int) -> PlanInputs:
+def _blank_inputs(num_cameras: int, offsets_s: tuple[float, ...], num_poses: int,
+                  camera_ids: tuple[int, ...] | None = None) -> PlanInputs:
     """Grey 1080p frames at standstill: a realistic-size warm-up request."""
     images = np.full((num_cameras, len(offsets_s), 1080, 1920, 3), 128, dtype=np.uint8)
     return PlanInputs(images_rgb=images, history_xyz_m=np.zeros((num_poses, 3)),
-                      history_rot=np.tile(np.eye(3), (num_poses, 1, 1)))
+                      history_rot=np.tile(np.eye(3), (num_poses, 1, 1)), camera_ids=camera_ids)
