@@ -20,9 +20,9 @@ fastest with the CPU default `torch_static` at 1 row and within the machine's no
 instances were faster for eager torch and onnxruntime (README, Benchmarks).
 
 Cost: a second prefill of the prompt (vision tower included) plus one forward over the
-reasoning, a second VLM K/V cache of
-about the same size (rows x layers x 2 x KV x P x D values; the reference README measures
-~60 GB instead of ~40 GB for 16 samples of the 10B model), and expert steps on twice the rows.
+reasoning, a second VLM K/V cache of about the same size (rows x layers x 2 x KV x P x D
+values; the reference README measures ~60 GB instead of ~40 GB for 16 samples of the 10B
+model), and expert steps on twice the rows.
 
 Glossary: B = trajectory rows, G = replayed reasoning tokens, P = cached prefix tokens,
 T = waypoints.

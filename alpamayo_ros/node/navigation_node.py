@@ -8,13 +8,15 @@
   so it runs after the plan in progress and before the next one; it reads the same frames a
   plan at that moment would (the current camera buffer). Planning ticks keep their rule: a
   tick that finds a plan already waiting is skipped and counted. The service callback is a
-  coroutine awaiting the worker, so the executor keeps serving the cameras meanwhile.
+  coroutine awaiting the worker in its own callback group, so the executor keeps serving the
+  cameras, odometry and timers meanwhile (their callbacks wake it to resume the coroutine).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from std_msgs.msg import String
@@ -45,7 +47,10 @@ class NavigationMixin:
         self._route = RouteState()
         self._entities.append(("subscription", self.create_subscription(
             String, "~/route", self._on_route, ROUTE_QOS)))
-        self._entities.append(("service", self.create_service(Ask, "~/ask", self._on_ask)))
+        # Own callback group: while a question waits for the worker, the cameras, odometry and
+        # timers (default group) keep running; a second question waits for the first.
+        self._entities.append(("service", self.create_service(
+            Ask, "~/ask", self._on_ask, callback_group=MutuallyExclusiveCallbackGroup())))
 
     def _on_route(self, msg: String) -> None:
         state = self._route.update(msg.data, self.get_clock().now().nanoseconds)
