@@ -32,10 +32,12 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import StoragePlugin
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 from tqdm import tqdm
 
 from alpamayo_core.inference.plan import Plan
 from alpamayo_ros.node import messages
+from alpamayo_ros.node.navigation import RouteState, plan_request
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.node.pipeline import load_planner, make_buffers
 from alpamayo_ros.node.plan_assembly import AssembledInputs, InputsUnavailable, assemble
@@ -152,10 +154,16 @@ class OfflineEvaluator:
         self.planner, self.options, self.track, self.outputs = planner, options, track, outputs
         p = options.params
         self.cameras, self.odometry = make_buffers(p, planner.cfg)
+        self.route = RouteState()
+        self.route_topic = f"{options.namespace}/route"
         self.ticks = 0
 
-    def feed(self, topic: str, camera: str | None, data: bytes) -> None:
-        """One bag message: odometry or a camera image (raw or compressed)."""
+    def feed(self, topic: str, camera: str | None, data: bytes, t_ns: int = 0) -> None:
+        """One bag message at bag time `t_ns`: odometry, a camera image (raw or compressed), or
+        the route text (the node's `~/route`)."""
+        if topic == self.route_topic:
+            self.route.update(deserialize_message(data, String).data, t_ns)
+            return
         if camera is None:
             self.odometry.add_odometry(deserialize_message(data, Odometry))
             return
@@ -178,7 +186,12 @@ class OfflineEvaluator:
             LOG.info("tick at %d ns: INVALID (%s)", now_ns, err.reason)
             return
         start = time.perf_counter()
-        plan = self.planner.plan(assembled.inputs, seed=None if p.seed < 0 else p.seed)
+        request = plan_request(assembled.inputs, self.route.view(now_ns, p.route_max_age_s), p,
+                               self.planner.cfg.is_1_5)
+        planner = self.planner
+        if request.guidance is not None and request.guidance != planner.guidance:
+            planner = planner.with_settings(guidance=request.guidance)
+        plan = planner.plan(request.inputs, seed=None if p.seed < 0 else p.seed)
         timings = {**assembled.timings_ms, **plan.timings_ms,
                    "node_total": (time.perf_counter() - start) * 1e3}
         plan = dataclasses.replace(plan, t0_ns=assembled.inputs.t0_ns, timings_ms=timings)
@@ -245,6 +258,8 @@ def evaluate_bag(bag: Path | str, out_dir: Path | str, options: EvalOptions,
     outputs = _Outputs(out_dir, options)
     evaluator = OfflineEvaluator(planner, options, track, outputs)
     topics = [p.odom_topic, *cams]
+    if evaluator.route_topic in counts:  # Alpamayo 1.5 navigation text recorded in the bag
+        topics.append(evaluator.route_topic)
     try:
         _run(evaluator, bag, topics, cams, sum(counts[t] for t in topics), progress)
     finally:
@@ -268,7 +283,7 @@ def _run(evaluator: OfflineEvaluator, bag: Path, topics: list[str], cams: dict[s
                 bar.set_postfix(plans=len(evaluator.outputs.rows), refresh=False)
                 if max_ticks and evaluator.ticks >= max_ticks:
                     return
-            evaluator.feed(raw.topic, cams.get(raw.topic), raw.data)
+            evaluator.feed(raw.topic, cams.get(raw.topic), raw.data, raw.t_ns)
             bar.update()
 
 
