@@ -15,9 +15,10 @@ How the two fields are evaluated: the two expert prefixes are padded to one leng
 slots) and stacked along the batch, bound once per plan, and each solver evaluation is one
 backend call on 2B rows. This works unchanged with every backend on the one instance the
 planner holds (they all take any B and P). `bench/guidance.py` measured it against two
-backend instances bound once each and against re-binding one instance per call: batched is
-fastest with the CPU default `torch_static` at 1 row and within the machine's noise at 6; two
-instances were faster for eager torch and onnxruntime (README, Benchmarks).
+backend instances bound once each and against re-binding one instance per call: batched was
+the fastest for the CPU default `torch_static` at 1 row; two instances were faster for eager
+torch and onnxruntime, and re-binding for `torch_static` at 6 rows (README, Benchmarks). It
+is kept for needing no second backend instance (session, graphs, engine context, buffers).
 
 Cost: a second prefill of the prompt (vision tower included) plus one forward over the
 reasoning, a second VLM K/V cache of about the same size (rows x layers x 2 x KV x P x D
