@@ -81,12 +81,14 @@ def test_navigation_diagnostic():
     route = RouteState()
     route.update("Turn left in 50m", 0)
     p = params(route_max_age_s=5.0)
-    ok = navigation_status(route.view(1 * S, 5.0), p, "alpamayo1_5", "on (weight 1.5)")
+    p = p.replace(guidance_weight=1.5)
+    ok = navigation_status(route.view(1 * S, 5.0), p, "alpamayo1_5", is_1_5=True)
     values = {kv.key: kv.value for kv in ok.values}
     assert ok.level == bytes([messages.DIAG_OK])
     assert values["variant"] == "alpamayo1_5" and values["camera_ids"] == "0,1,2,6"
     assert values["route"] == "Turn left in 50m" and values["route_age_s"] == "1.0"
     assert values["guidance"] == "on (weight 1.5)"
     assert values["cameras"] == ",".join(DEFAULT_CAMERAS)
-    old = navigation_status(route.view(9 * S, 5.0), p, "alpamayo1_5", "off")
+    old = navigation_status(route.view(9 * S, 5.0), p, "alpamayo1_5", is_1_5=True)
     assert old.level == bytes([messages.DIAG_WARN]) and "route dropped" in old.message
+    assert {kv.key: kv.value for kv in old.values}["guidance"].startswith("waiting")

@@ -189,19 +189,15 @@ def _planner(args: argparse.Namespace) -> Planner:
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        planner = _planner(args)
-        inputs = _inputs(args, planner)
-        if args.question:
-            answer = planner.ask(inputs.images_rgb, args.question, inputs.camera_ids,
-                                 seed=args.seed, t0_ns=inputs.t0_ns)
-            print(f"model {answer.model_id}  t0 {answer.t0_ns} ns\nquestion: {args.question}\n"
-                  f"answer: {answer.text!r}\ngenerated: {answer.generated!r}")
-            return 0
-        plan = planner.plan(inputs, seed=args.seed)
-    except ValueError as err:
-        print(f"alpamayo-plan: {err}", file=sys.stderr)
-        return 2
+    planner = _planner(args)
+    inputs = _inputs(args, planner)
+    if args.question:
+        answer = planner.ask(inputs.images_rgb, args.question, inputs.camera_ids,
+                             seed=args.seed, t0_ns=inputs.t0_ns)
+        print(f"model {answer.model_id}  t0 {answer.t0_ns} ns\nquestion: {args.question}\n"
+              f"answer: {answer.text!r}\ngenerated: {answer.generated!r}")
+        return 0
+    plan = planner.plan(inputs, seed=args.seed)
     print(format_plan(plan))
     if args.json:
         args.json.write_text(json.dumps(plan_to_json(plan), indent=1))

@@ -74,36 +74,40 @@ class PlanRequest:
     guidance_state: str
 
 
+def guidance_state(route: RouteView, params: NodeParams, is_1_5: bool) -> tuple[float, str]:
+    """(weight applied, state text) of the next plan: guidance needs a current route."""
+    if not is_1_5:
+        return 0.0, "R1 model: no route, guidance or camera headers"
+    if params.guidance_weight == 0:
+        return 0.0, "off"
+    if route.text is None:
+        return 0.0, f"waiting for a route (weight {params.guidance_weight:g})"
+    return params.guidance_weight, f"on (weight {params.guidance_weight:g})"
+
+
 def plan_request(inputs: PlanInputs, route: RouteView, params: NodeParams,
                  is_1_5: bool) -> PlanRequest:
     """Camera ids (sorted) and the current route for 1.5 models, and the guidance to apply."""
+    weight, state = guidance_state(route, params, is_1_5)
     if not is_1_5:
-        state = "R1 model: no route, guidance or camera headers"
         return PlanRequest(inputs, None, state)
     ids = tuple(i for i, _ in params.cameras_by_id)
     inputs = dataclasses.replace(inputs, camera_ids=ids, route_text=route.text)
-    weight = params.guidance_weight
-    if weight == 0:
-        state = "off"
-    elif route.text is None:
-        state, weight = f"waiting for a route (weight {params.guidance_weight:g})", 0.0
-    else:
-        state = f"on (weight {weight:g})"
     return PlanRequest(inputs, GuidanceConfig(weight, params.noise_temperature), state)
 
 
-def navigation_status(route: RouteView, params: NodeParams, variant: str, guidance_state: str):
-    """`/diagnostics` entry: variant, camera ids, route text and age, guidance state.
-
-    WARN when a route was dropped for age or rejected; OK otherwise.
+def navigation_status(route: RouteView, params: NodeParams, variant: str, is_1_5: bool):
+    """`/diagnostics` entry: variant, camera ids, route text and age, and the guidance state
+    the next plan gets. WARN when a route was dropped for age or rejected; OK otherwise.
     """
+    _, guidance = guidance_state(route, params, is_1_5)
     values = {
         "variant": variant,
         "camera_ids": ",".join(str(i) for i, _ in params.cameras_by_id),
         "cameras": ",".join(name for _, name in params.cameras_by_id),
         "route": route.text or "", "route_state": route.state,
         "route_age_s": "" if route.age_s is None else f"{route.age_s:.1f}",
-        "route_max_age_s": params.route_max_age_s, "guidance": guidance_state,
+        "route_max_age_s": params.route_max_age_s, "guidance": guidance,
         "noise_temperature": params.noise_temperature,
     }
     if route.state == "expired":
@@ -114,5 +118,5 @@ def navigation_status(route: RouteView, params: NodeParams, variant: str, guidan
     if route.state.startswith("rejected"):
         return messages.diagnostic_status(STATUS_NAME, messages.DIAG_WARN,
                                           f"route {route.state}", values)
-    message = f"route {route.state}, guidance {guidance_state}"
+    message = f"route {route.state}, guidance {guidance}"
     return messages.diagnostic_status(STATUS_NAME, messages.DIAG_OK, message, values)

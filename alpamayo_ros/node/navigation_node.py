@@ -41,7 +41,6 @@ class NavigationMixin:
 
     def _init_navigation(self) -> None:
         self._route = RouteState()
-        self._guidance_state = "off"
 
     def _create_navigation_io(self, params: NodeParams) -> None:
         self._route = RouteState()
@@ -59,17 +58,16 @@ class NavigationMixin:
         log(f"route {state}: {msg.data!r}")
 
     def _plan_request(self, inputs) -> PlanRequest:
-        """This plan's camera ids, route and guidance (and remember the guidance state)."""
+        """This plan's camera ids, route and guidance."""
         params = self._params
         route = self._route.view(self.get_clock().now().nanoseconds, params.route_max_age_s)
-        request = plan_request(inputs, route, params, self._planner.cfg.is_1_5)
-        self._guidance_state = request.guidance_state
-        return request
+        return plan_request(inputs, route, params, self._planner.cfg.is_1_5)
 
     def _navigation_diagnostic(self, now_ns: int):
         params = self._params
+        cfg = self._planner.cfg
         return navigation_status(self._route.view(now_ns, params.route_max_age_s), params,
-                                 self._planner.cfg.variant, self._guidance_state)
+                                 cfg.variant, cfg.is_1_5)
 
     async def _on_ask(self, request, response):
         """Queue the question on the planning worker and await its answer."""
