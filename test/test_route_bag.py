@@ -34,6 +34,13 @@ def test_route_is_stored_once_transient_local(route_bag):
         assert conn.msgtype == "std_msgs/msg/String" and conn.msgcount == 1
         (qos,) = conn.ext.offered_qos_profiles
         assert (qos.reliability.name, qos.durability.name) == ("RELIABLE", "TRANSIENT_LOCAL")
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    from alpamayo_ros.tools.replay import qos_from_bag
+
+    replayed = qos_from_bag(conn.ext.offered_qos_profiles, "bag")  # what alpamayo-replay uses
+    assert replayed.reliability == ReliabilityPolicy.RELIABLE
+    assert replayed.durability == DurabilityPolicy.TRANSIENT_LOCAL
     first = next(iter_raw(route_bag))
     assert first.topic == ROUTE_TOPIC and decode(first).data == ROUTE  # before any frame
 
