@@ -12,7 +12,7 @@ from alpamayo_core.inputs.tiny_tokenizer import released_layout_base_tokenizer
 from alpamayo_core.io import checkpoint
 from alpamayo_core.io.config_io import detect_variant, parse_config, to_released_json
 from alpamayo_core.io.model_io import load_model
-from alpamayo_core.model.config import VARIANT_1_5, VARIANT_R1, preset
+from alpamayo_core.model.config import VARIANT_1_5, VARIANT_R1, preset, with_vocab_size
 from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer, special_tokens
 
 R1_FREQS_BF16 = [1, 1.671875, 2.78125, 4.65625, 7.75, 12.9375, 21.5, 36, 60, 100]
@@ -45,8 +45,7 @@ def test_unknown_or_contradicting_variant_is_an_error(raw, message):
 
 
 def test_both_target_prefixes_parse_and_1_5_writes_its_own():
-    cfg = preset("tiny-1.5").replace(text=preset("tiny").text.__class__(
-        **{**preset("tiny").text.__dict__, "vocab_size": 500}))
+    cfg = with_vocab_size(preset("tiny-1.5"), 500)
     raw = to_released_json(cfg)
     assert raw["model_type"] == "alpamayo1_5" and raw["architectures"] == ["Alpamayo1_5"]
     targets = [v["_target_"] for v in raw.values() if isinstance(v, dict) and "_target_" in v]
