@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -57,13 +55,28 @@ class RosProcess(ChildProcess):
         super().__init__(args, env, name=name, stdin=True, cwd=ROOT)
 
 
-def tiny_checkpoint(base_dir: Path) -> Path:
-    """The tiny random-init model folder under `base_dir` (built once per session)."""
-    out = Path(base_dir) / "tiny_model"
+_TINY_CHECKPOINTS: dict[str, Path] = {}
+
+
+def tiny_checkpoint(base_dir: Path, preset: str = "tiny") -> Path:
+    """The tiny random-init model folder (seed 0) of `preset`, built once per test session.
+
+    The first call builds it under its `base_dir` (in this process, with torch's global RNG
+    state restored afterwards); later calls return that folder whatever their `base_dir`: the
+    node processes only read it, so every stack and test shares one build.
+    """
+    built = _TINY_CHECKPOINTS.get(preset)
+    if built is not None and (built / "config.json").is_file():
+        return built
+    import torch
+
+    from alpamayo_core.cli.make_tiny import make_tiny
+
+    out = Path(base_dir) / ("tiny_model" if preset == "tiny" else f"tiny_model_{preset}")
     if not (out / "config.json").is_file():
-        subprocess.run([sys.executable, "-m", "alpamayo_core.cli.make_tiny", "--out", str(out),
-                        "--force"], cwd=str(ROOT), check=True, capture_output=True, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
+        with torch.random.fork_rng(devices=[]):
+            make_tiny(out, seed=0, preset_name=preset)
+    _TINY_CHECKPOINTS[preset] = out
     return out
 
 

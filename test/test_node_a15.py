@@ -10,7 +10,6 @@ import time
 import pytest
 from rosproc import NodeStack, stamp_ns
 
-from alpamayo_core.cli.make_tiny import make_tiny
 from alpamayo_ros.node.messages import STATUS_OK
 
 pytest.importorskip("alpamayo.srv", reason="build the interfaces: scripts/build_interfaces.sh")
@@ -21,9 +20,8 @@ ROUTE_AGE_S = 6.0
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    base = tmp_path_factory.mktemp("a15")
-    model = make_tiny(base / "tiny-1.5", seed=0, preset_name="tiny-1.5")
+def stack(tmp_path_factory, tiny_a15_model_dir):
+    base, model = tmp_path_factory.mktemp("a15"), tiny_a15_model_dir
     s = NodeStack(base, ["raw"], width=480, height=270,
                   params={"model_dir": str(model), "camera_names": [TELE, FRONT],
                           "camera_ids": [6, 1],  # out of id order on purpose

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from rosbags.highlevel import AnyReader
 
-from alpamayo_core.cli.make_tiny import make_tiny
 from alpamayo_core.sim.drive import SceneConfig, SyntheticDrive
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.tools.bag_io import ROUTE_TOPIC, BagWriteOptions, iter_raw, write_drive_bag
@@ -45,15 +44,14 @@ def test_route_is_stored_once_transient_local(route_bag):
     assert first.topic == ROUTE_TOPIC and decode(first).data == ROUTE  # before any frame
 
 
-def test_evaluation_feeds_the_route_with_guidance(route_bag, tmp_path):
+def test_evaluation_feeds_the_route_with_guidance(route_bag, tmp_path, tiny_a15_model_dir):
     from rclpy.serialization import deserialize_message
 
     from alpamayo.msg import DrivingPlan
     from alpamayo_ros.tools.evaluate import EvalOptions, evaluate_bag
 
-    model = make_tiny(tmp_path / "tiny-1.5", preset_name="tiny-1.5")
-    params = NodeParams(model_dir=str(model), max_generation_tokens=6, guidance_weight=1.5,
-                        noise_temperature=0.6, seed=0)
+    params = NodeParams(model_dir=str(tiny_a15_model_dir), max_generation_tokens=6,
+                        guidance_weight=1.5, noise_temperature=0.6, seed=0)
     result = evaluate_bag(route_bag, tmp_path / "eval",
                           EvalOptions(params, render=False, animation=False), progress=False)
     plans = [deserialize_message(raw.data, DrivingPlan)
