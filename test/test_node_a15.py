@@ -28,6 +28,7 @@ def stack(tmp_path_factory, tiny_a15_model_dir):
                           "camera_topics": [f"/cameras/{TELE}/image_raw",
                                             f"/cameras/{FRONT}/image_raw"],
                           "reference_camera": FRONT, "plan_rate_hz": 2.0,
+                          "backend": "torch_static",  # auto's trials: test_node_integration
                           "max_generation_tokens": 8, "guidance_weight": 1.5,
                           "noise_temperature": 0.6, "route_max_age_s": ROUTE_AGE_S},
                   publisher_args=["--cameras", TELE, FRONT])

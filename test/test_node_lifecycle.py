@@ -31,6 +31,7 @@ def stack(tmp_path):
                             "640", "--height", "360"], env, "sensor_publisher")
     params = node_params_file(tmp_path / "params.yaml", autostart=False, plan_rate_hz=4.0,
                               camera_transport=["compressed"], max_generation_tokens=4,
+                              backend="torch_static",
                               model_dir=str(tiny_checkpoint(tmp_path)))
     node = RosProcess(["-m", "alpamayo_ros", "--ros-args", "--params-file", str(params)], env,
                       "alpamayo_node")
