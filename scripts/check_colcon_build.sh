@@ -90,8 +90,14 @@ PY
   for tool in replay eval record synth export prepare plan demo make_tiny node alpamayo_node; do
     [[ -x "${lib}/${tool}" ]] || { echo "missing executable ${lib}/${tool}"; exit 1; }
   done
+  # The tools start in parallel (most import torch: ~5 s each on one core) and each is
+  # waited for on its own, so a failing one is named.
+  declare -A pids=()
   for tool in replay eval record synth export prepare plan demo make_tiny; do
-    "${lib}/${tool}" --help > /dev/null || { echo "ros2 run alpamayo ${tool} --help failed"; exit 1; }
+    "${lib}/${tool}" --help > /dev/null & pids[${tool}]=$!
+  done
+  for tool in "${!pids[@]}"; do
+    wait "${pids[${tool}]}" || { echo "ros2 run alpamayo ${tool} --help failed"; exit 1; }
   done
   grep -q "^from alpamayo_ros.__main__ import main$" "${lib}/node"
   echo "check_colcon_build: ${lib}: $(ls "${lib}" | tr '\n' ' ')"
