@@ -141,33 +141,63 @@ def test_node_parameters_merge_wildcard_then_own_sections(tmp_path):
 
 # --- parameters through rclpy's own argument handling (separate processes) ---------------------
 
-def _probe(tmp_path: Path, ros_args: list[str]) -> dict:
-    env = ros_env(next_domain_id(), tmp_path / "roslog")
-    out = subprocess.run([sys.executable, str(PROBE), *ros_args], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def params_file(tmp_path):
-    """The shipped YAML (keyed /**) with two values changed, so the file's effect is visible."""
-    return node_params_file(tmp_path / "alpamayo.yaml", plan_rate_hz=5.0, camera_qos="reliable")
-
-
-@pytest.mark.parametrize(("launch_ros_args", "fqn"), [
+LAUNCH_CASES = [
     ([], "/alpamayo"),
     (["-r", "__ns:=/veh1"], "/veh1/alpamayo"),
     (["-r", "__node:=planner"], "/planner"),
     (["-r", "__node:=planner", "-r", "__ns:=/veh1"], "/veh1/planner"),
-])
-def test_params_file_and_overrides_reach_a_namespaced_or_renamed_node(
-        tmp_path, params_file, launch_ros_args, fqn):
+]
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory) -> dict[str, dict]:
+    """Every argument list below through the real node class in ONE probe process (one rclpy
+    context per list; the node module's imports are paid once): case name -> what it got."""
+    base = tmp_path_factory.mktemp("probe")
+    # The shipped YAML (keyed /**) with two values changed, so the file's effect is visible.
+    params_file = node_params_file(base / "alpamayo.yaml", plan_rate_hz=5.0,
+                                   camera_qos="reliable")
     overrides = ls.launch_overrides({"model_dir": "/models/ar1", "backend": "torch",
                                      "camera_transport": "compressed"}, use_sim_time=True)
-    # what alpamayo.launch.py hands launch_ros, then what launch_ros appends (name, namespace)
-    argv = [*ls.node_ros_args(params_file, overrides), "--ros-args", *launch_ros_args]
-    got = _probe(tmp_path, argv)
+    # Why config/alpamayo.yaml is keyed /**: the old `alpamayo:` key misses /veh1/alpamayo.
+    old = base / "old.yaml"
+    old.write_text("alpamayo:\n  ros__parameters: {plan_rate_hz: 5.0}\n", encoding="utf-8")
+    cases = {
+        # what alpamayo.launch.py hands launch_ros, then what launch_ros appends (name, ns)
+        **{f"launch{i}": [*ls.node_ros_args(params_file, overrides), "--ros-args", *args]
+           for i, (args, _) in enumerate(LAUNCH_CASES)},
+        "strings": ls.node_ros_args(params_file, {"model_dir": "123", "device": "cuda:0"}),
+        "old_plain": ["--ros-args", "--params-file", str(old)],
+        "old_namespaced": ["--ros-args", "-r", "__ns:=/veh1", "--params-file", str(old)],
+    }
+    (base / "cases.json").write_text(json.dumps(cases), encoding="utf-8")
+    env = ros_env(next_domain_id(), base / "roslog")
+    out = subprocess.run([sys.executable, str(PROBE), "--batch", str(base / "cases.json")],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(results) == set(cases)
+    return results
+
+
+def test_a_single_probe_matches_the_batch(tmp_path, probed):
+    """The batch's per-context parsing equals a probe process of its own (plain rclpy.init)."""
+    params_file = node_params_file(tmp_path / "alpamayo.yaml", plan_rate_hz=5.0,
+                                   camera_qos="reliable")
+    overrides = ls.launch_overrides({"model_dir": "/models/ar1", "backend": "torch",
+                                     "camera_transport": "compressed"}, use_sim_time=True)
+    argv = [*ls.node_ros_args(params_file, overrides), "--ros-args", "-r", "__ns:=/veh1"]
+    env = ros_env(next_domain_id(), tmp_path / "roslog")
+    out = subprocess.run([sys.executable, str(PROBE), *argv], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == probed["launch1"]
+
+
+@pytest.mark.parametrize(("case", "fqn"), [(f"launch{i}", fqn)
+                                           for i, (_, fqn) in enumerate(LAUNCH_CASES)])
+def test_params_file_and_overrides_reach_a_namespaced_or_renamed_node(probed, case, fqn):
+    got = probed[case]
     assert got["fqn"] == fqn
     assert got["use_sim_time"] is True
     params = got["params"]
@@ -176,21 +206,20 @@ def test_params_file_and_overrides_reach_a_namespaced_or_renamed_node(
     assert params["camera_transport"] == ["compressed"]
 
 
-def test_string_overrides_stay_strings(tmp_path, params_file):
-    argv = ls.node_ros_args(params_file, {"model_dir": "123", "device": "cuda:0"})
-    params = _probe(tmp_path, argv)["params"]
+def test_string_overrides_stay_strings(probed):
+    params = probed["strings"]["params"]
     assert params["model_dir"] == "123" and params["device"] == "cuda:0"
 
 
-def test_a_node_name_keyed_file_is_lost_under_a_namespace(tmp_path):
+def test_a_node_name_keyed_file_is_lost_under_a_namespace(probed):
     """Why config/alpamayo.yaml is keyed /**: the old `alpamayo:` key misses /veh1/alpamayo."""
-    old = tmp_path / "old.yaml"
-    old.write_text("alpamayo:\n  ros__parameters: {plan_rate_hz: 5.0}\n", encoding="utf-8")
-    plain = _probe(tmp_path, ["--ros-args", "--params-file", str(old)])["params"]
-    namespaced = _probe(tmp_path, ["--ros-args", "-r", "__ns:=/veh1", "--params-file",
-                                   str(old)])["params"]
-    assert plain["plan_rate_hz"] == 5.0
-    assert namespaced["plan_rate_hz"] == ros_default("plan_rate_hz")
+    assert probed["old_plain"]["params"]["plan_rate_hz"] == 5.0
+    assert probed["old_namespaced"]["params"]["plan_rate_hz"] == ros_default("plan_rate_hz")
+
+
+@pytest.fixture
+def params_file(tmp_path):
+    return node_params_file(tmp_path / "alpamayo.yaml", plan_rate_hz=5.0, camera_qos="reliable")
 
 
 def test_no_temporary_params_files_are_written(tmp_path, params_file, monkeypatch):
