@@ -81,7 +81,9 @@ def _run_fault(stack: NodeStack, on, off, reason: str, level: int = STATUS_INVAL
 
     index, plan = stack.collector.wait_for(first_match, DETECT_S,
                                            f"plan of level {level} /{reason}/")
-    time.sleep(1.5)  # several more ticks with the fault on
+    # two more plans with the fault on (counted, not timed: under load a tick can take 1 s)
+    stack.collector.wait_for(lambda: len(stack.plans()) >= index + 3, DETECT_S,
+                             "two more plans with the fault on")
     during = stack.plans()[index:]
     if level == STATUS_INVALID:
         assert plan.trajectories == []
