@@ -46,9 +46,11 @@ def stack(tmp_path_factory, fault_file):
                   params={"plan_rate_hz": 2.0, "max_generation_tokens": 16,
                           "plan_watchdog_periods": 6, "backend": "torch_static"},
                   node_command=["test/fault_drill_node.py", "--fault-file", str(fault_file)])
-    s.wait_plans(2, STATUS_OK, 90.0)
-    yield s
-    s.close()
+    try:  # the processes are stopped even when the first plans never come
+        s.wait_plans(2, STATUS_OK, 90.0)
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

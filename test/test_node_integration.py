@@ -33,9 +33,11 @@ def stack(request, tmp_path_factory):
                           "max_generation_tokens": 16, "camera_qos": "auto"},
                   publisher_args=["--speed", str(SPEED_MPS),
                                   "--reliability", RELIABILITY[request.param]])
-    s.wait_plans(3, STATUS_OK, PLAN_TIMEOUT_S)
-    yield s
-    s.close()
+    try:  # the processes are stopped even when the first plans never come
+        s.wait_plans(3, STATUS_OK, PLAN_TIMEOUT_S)
+        yield s
+    finally:
+        s.close()
 
 
 def _by_stamp(msgs) -> dict[int, object]:
