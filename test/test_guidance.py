@@ -176,3 +176,29 @@ def test_r1_refuses_1_5_features(tiny_model_dir):
         r1.with_settings(guidance=GuidanceConfig(weight=1.5))
     with pytest.raises(ValueError, match="question"):
         r1.ask(four.images_rgb, "Why?")
+
+
+def test_cancel_stops_a_guided_plan_between_flow_steps(planner):
+    """Issue 10's cancel event reaches the CFG field: set during the first flow step, the
+    guided plan stops before the second one (PlanCancelled names the stage)."""
+    import threading
+
+    from alpamayo_core.inference.reasoning import PlanCancelled
+
+    guided = planner.with_settings(guidance=GuidanceConfig(weight=1.5))
+    cancel, calls = threading.Event(), []
+    velocity = guided._expert.velocity
+
+    def counting(x, t):
+        calls.append(x.shape[0])
+        cancel.set()
+        return velocity(x, t)
+
+    guided._expert.velocity = counting
+    try:
+        with pytest.raises(PlanCancelled, match="flow matching"):
+            guided.plan(inputs(), seed=0, cancel=cancel)
+    finally:
+        del guided._expert.velocity
+    rows = guided.sampling.num_rows
+    assert calls == [2 * rows]  # one 2B-row (guided + unguided) evaluation, then stopped

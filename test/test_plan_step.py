@@ -98,3 +98,31 @@ def test_truncated_reasoning_is_degraded(planner, params):
     assert truncated, [o.reason for o in outcomes]
     assert all(o.level == STATUS_DEGRADED and o.reason.startswith(
         "model: 1 of 1 reasoning samples reached max_generation_tokens (16)") for o in truncated)
+
+
+def test_a_1_5_plan_gets_the_current_route_and_guidance_until_it_expires(tiny_a15_model_dir):
+    """The merged path (issues 10 + 15): PlanStep reads its RouteState per plan; guidance
+    applies only while the route is current, and an expired route leaves the plan unguided."""
+    from alpamayo_ros.node.navigation import RouteState
+
+    params = NodeParams(model_dir=str(tiny_a15_model_dir), max_generation_tokens=6, seed=0,
+                        guidance_weight=1.5, noise_temperature=0.6, route_max_age_s=1.0)
+    planner = load_planner(params)
+    route = RouteState()
+    step = _step(planner, params)
+    step.route = route
+    now_ns = T0_NS + 50_000_000
+    route.update("Turn left in 50m", now_ns - 500_000_000)  # 0.5 s old: current
+    guided = step.run(now_ns)
+    assert guided.level == STATUS_OK, guided.reason
+    assert guided.plan.route_text == "Turn left in 50m"
+    assert guided.plan.guidance_weight == pytest.approx(1.5)
+    assert "unguided_prefill" in guided.plan.timings_ms
+    msg = outcome_messages(guided, params, model_id="m", backend="b")["plan"]
+    assert msg.route_text == "Turn left in 50m" and msg.guidance_weight == pytest.approx(1.5)
+    route.update("Turn left in 50m", now_ns - 2_000_000_000)  # 2 s old: expired
+    unguided = step.run(now_ns)
+    assert unguided.level == STATUS_OK, unguided.reason
+    assert unguided.plan.route_text == "" and unguided.plan.guidance_weight == 0.0
+    assert "unguided_prefill" not in unguided.plan.timings_ms
+
