@@ -112,9 +112,9 @@ class TextDecodeStep:
             attn_bias.index_fill_(-1, write_at, 0.0)
         for layer, k_cache, v_cache in zip(self.layers, cache.keys, cache.values, strict=True):
             attn = layer.self_attn
-            x = _rms_norm(hidden, layer.input_layernorm)
-            q = _rms_norm(_project(x, attn.q_proj).view(rows, -1, dim), attn.q_norm)  # (B, H, D)
-            k = _rms_norm(_project(x, attn.k_proj).view(rows, -1, dim), attn.k_norm)  # (B, KV, D)
+            x = rms_norm(hidden, layer.input_layernorm)
+            q = rms_norm(_project(x, attn.q_proj).view(rows, -1, dim), attn.q_norm)  # (B, H, D)
+            k = rms_norm(_project(x, attn.k_proj).view(rows, -1, dim), attn.k_norm)  # (B, KV, D)
             heads = q.shape[1]
             qk = torch.cat([q, k], dim=1) @ rotation  # (B, H + KV, D)
             k_cache.index_copy_(2, write_at, qk[:, heads:, None])
@@ -126,11 +126,11 @@ class TextDecodeStep:
                                                  attn_mask=attn_bias, scale=self.scaling,
                                                  enable_gqa=True)  # (B, H, 1, D)
             hidden = hidden + _project(out.view(rows, -1), attn.o_proj)
-            hidden = hidden + _mlp(_rms_norm(hidden, layer.post_attention_layernorm), layer.mlp)
-        return _project(_rms_norm(hidden, self.norm), self.lm_head).to(torch.float32)
+            hidden = hidden + _mlp(rms_norm(hidden, layer.post_attention_layernorm), layer.mlp)
+        return _project(rms_norm(hidden, self.norm), self.lm_head).to(torch.float32)
 
 
-def _rms_norm(x: Tensor, norm) -> Tensor:
+def rms_norm(x: Tensor, norm) -> Tensor:
     """The HF RMSNorm module `norm` as one fused op (bitwise equal in float32 on CPU)."""
     return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
 
@@ -155,8 +155,8 @@ def _mlp(x: Tensor, mlp: nn.Module) -> Tensor:
 class GraphedDecodeStep:
     """`TextDecodeStep` captured in a CUDA graph for one (rows, capacity) bucket.
 
-    Owns its static cache and input buffers: `reset(prompt_keys, prompt_values, length)` loads
-    a plan's prompt, `__call__` copies the token, rotary row and write index in and replays.
+    Owns its static cache and input buffers: a plan fills the cache's prompt columns and calls
+    `open(length)`; `__call__` copies the token, rotary row and write index in and replays.
     """
 
     def __init__(self, step: TextDecodeStep, rows: int, capacity: int) -> None:
@@ -180,9 +180,9 @@ class GraphedDecodeStep:
                                 self._bias)
         logger.info("captured a decode CUDA graph for %d rows, capacity %d", rows, capacity)
 
-    def reset(self, keys: tuple[Tensor, ...], values: tuple[Tensor, ...], length: int) -> None:
-        """Load a plan's prompt K/V (columns [0, length)) and close every later column."""
-        self.cache.load_prefix(keys, values)
+    def open(self, length: int) -> None:
+        """A new plan whose prompt fills `self.cache` columns [0, length): open those columns
+        to attention and close every later one."""
         self._bias.fill_(-float("inf"))
         self._bias[..., :length] = 0.0
 
