@@ -279,14 +279,32 @@ def _plan_cache(vlm, step: TextDecodeStep, rows: int, capacity: int,
     return step.allocate(rows, capacity), None
 
 
-def _static_cache(vlm, step: TextDecodeStep, prefill: DynamicCache, rows: int, prompt_len: int,
-                  capacity: int, options: DecodeOptions):
-    """The plan's static cache holding `prefill`'s prompt in every row, and its graph (or None)."""
-    cache, graph = _plan_cache(vlm, step, rows, capacity, options)
-    cache.load_prefix(*_kv(prefill))
+@dataclass(frozen=True)
+class _Prefilled:
+    """A prompt prefilled into a decode loop's static cache."""
+
+    logits: Tensor  # (1, V) f32 next-token logits
+    positions: Tensor  # (3, 1, L0) mRoPE ids
+    step: TextDecodeStep
+    cache: StaticKV
+    graph: GraphedDecodeStep | None
+
+
+def _prefill(vlm, prompt: PromptInputs, features: ImageFeatures | None, rows: int,
+             max_new_tokens: int, options: DecodeOptions) -> _Prefilled:
+    """Positions, vision features (the tower runs here without `features`), and the prompt
+    through `prefill.prefill_into` into a static cache of L0 + `max_new_tokens` columns."""
+    positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
+    if features is None:
+        features = encode_frames(vlm.model.visual, prompt.pixel_values, prompt.image_grid_thw,
+                                 None, None)
+    step = TextDecodeStep(vlm)
+    cache, graph = _plan_cache(vlm, step, rows,
+                               options.capacity(prompt.length + max_new_tokens), options)
+    logits = prefill_into(vlm, prompt.input_ids, positions, features, cache)  # (1, V)
     if graph is not None:
-        graph.open(prompt_len)
-    return cache, graph
+        graph.open(prompt.length)
+    return _Prefilled(logits, positions, step, cache, graph)
 
 
 @torch.no_grad()
@@ -311,28 +329,18 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
     options = decode or DecodeOptions()
     rows, prompt_len, device = sampling.num_rows, prompt.length, prompt.input_ids.device
     t0 = device_clock(device)
-    positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
-    if image_features is None:
-        image_features = encode_frames(vlm.model.visual, prompt.pixel_values,
-                                       prompt.image_grid_thw, None, None)
-    step = TextDecodeStep(vlm)
-    capacity = options.capacity(prompt_len + sampling.max_new_tokens)
-    cache, graph = _plan_cache(vlm, step, rows, capacity, options)
-    logits = prefill_into(vlm, prompt.input_ids, positions, image_features, cache)  # (1, V)
-    if graph is not None:
-        graph.open(prompt_len)
-    logits = logits.expand(rows, -1)
+    pre = _prefill(vlm, prompt, image_features, rows, sampling.max_new_tokens, options)
     t1 = device_clock(device)
     seqs = torch.full((rows, prompt_len + sampling.max_new_tokens), token_ids.pad, device=device)
     seqs[:, :prompt_len] = prompt.input_ids
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator)
-    first_position = int(positions.max()) + 1
-    n_new = _decode(step, cache, logits, seqs, prompt_len, first_position, sample, token_ids,
-                    options, graph, cancel)
+    first_position = int(pre.positions.max()) + 1
+    n_new = _decode(pre.step, pre.cache, pre.logits.expand(rows, -1), seqs, prompt_len,
+                    first_position, sample, token_ids, options, pre.graph, cancel)
     t2 = device_clock(device)
     seqs, index, found = _locate_future_start(seqs[:, :prompt_len + n_new], prompt_len,
                                               token_ids.traj_future_start, token_ids.pad)
-    keys, values = cache.narrow(prompt_len + n_new - 1)
+    keys, values = pre.cache.narrow(prompt_len + n_new - 1)
     return Phase1Result(
         sequences=seqs, keys=keys, values=values, future_start_index=index,
         future_start_position=index - prompt_len + first_position, found_future_start=found,
