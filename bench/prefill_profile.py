@@ -32,8 +32,9 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--rows", type=int, default=12, help="operator rows to print")
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
-        planner, plan_inputs, _ = setup(make_tiny(Path(tmp) / "tiny"))
+    with tempfile.TemporaryDirectory() as tmp:
+        planner, plan_inputs, _ = setup(make_tiny(Path(tmp) / "tiny"))  # outside inference mode
+    with torch.inference_mode():
         vlm, prompt = planner.loaded.model.vlm, planner.preprocess(plan_inputs)
         features = encode_frames(vlm.model.visual, prompt.pixel_values, prompt.image_grid_thw,
                                  None, None)
