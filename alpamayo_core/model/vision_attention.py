@@ -8,8 +8,7 @@ without N calls, N-way splits and the concatenation of N outputs. Images of diff
 fall back to one call per image.
 
 Vision RoPE is applied to queries and keys together, as x * cos + roll(x, D/2) * sin_signed
-(rotate_half(x) = roll(x, D/2) with its first half negated), in the input dtype where HF
-upcasts to float32 (equal for float32 models; within rounding for half precision).
+(rotate_half(x) = roll(x, D/2) with its first half negated), in float32 as HF does.
 
 Glossary: M patch rows (all images), N images, S patches per image, H heads, D head dim,
 E = H * D vision hidden.
@@ -48,11 +47,13 @@ class BatchedVisionAttention(nn.Module):
 
 
 def _rope(qk: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """(M, 2, H, D) queries and keys rotated by per-row (M, D) cos/sin (rotate_half layout)."""
-    half = qk.shape[-1] // 2
+    """(M, 2, H, D) queries and keys rotated by per-row (M, D) cos/sin (rotate_half layout),
+    in float32 as HF does (a no-op cast for float32 models)."""
+    half, dtype = qk.shape[-1] // 2, qk.dtype
+    qk, cos, sin = qk.float(), cos.float(), sin.float()
     sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)  # (M, D)
-    rotated = qk.roll(half, dims=-1) * sin_signed[:, None, None].to(qk.dtype)
-    return rotated.add_(qk * cos[:, None, None].to(qk.dtype))
+    rotated = qk.roll(half, dims=-1) * sin_signed[:, None, None]
+    return rotated.add_(qk * cos[:, None, None]).to(dtype)
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, images: int, scale: float) -> Tensor:
