@@ -12,7 +12,10 @@ reported per point). Sweeps: steps {1, 5, 10}
 x samples {1, 6}. A "step" is one velocity evaluation plus the Euler update; a "plan" is the
 whole flow (noise -> x1). Setup (export, session, first bind) is timed apart from the steady
 state. Ratios are eager / backend from this run only: the shared 2-core machine alternates
-between phases ~1.5x apart, so compare minimums within one run.
+between phases ~1.5x apart, so compare minimums within one run. The auto worker also times
+eager torch in its own process, interleaved with its pick, and reports that ratio (a ratio
+across two processes mixes machine phases: auto's pick once read 1.70x there while the same
+backend read 2.13x in its own process; timed side by side in one process they differ <1%).
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ def _sweep(args: argparse.Namespace) -> dict:
     backend = build(args.samples[0])
     result = {"backend": args.backend, "size": args.size, "setup_s": time.perf_counter() - start,
               "params": sum(p.numel() for p in step.parameters()), "points": []}
+    # auto's own process also times eager torch, interleaved: its ratio is of one process
+    eager = create_backend("torch", step, "cpu") if args.backend == "auto" else None
     for samples in args.samples:
         if args.backend == "auto" and samples != args.samples[0]:
             backend.close()
@@ -99,21 +104,36 @@ def _sweep(args: argparse.Namespace) -> dict:
         backend.bind(prefix)
         backend.velocity(noise, torch.zeros(samples))
         bind_s = time.perf_counter() - start
+        if eager is not None:
+            eager.bind(prefix)
         for steps in args.steps:
-            flow = FlowConfig(num_steps=steps)
-            for _ in range(args.warmup):
-                backend.sample(noise, flow)
-            times = []
-            for _ in range(args.plans):
-                start = time.perf_counter()
-                backend.sample(noise, flow)
-                times.append(time.perf_counter() - start)
-            result["points"].append({"samples": samples, "steps": steps, "chosen": backend.name,
-                                     "first_bind_s": bind_s, "plans": len(times),
-                                     "ms_per_plan": stats_ms(times),
-                                     "ms_per_step": stats_ms(times, steps)})
+            times = _time_plans([backend, eager], noise, FlowConfig(num_steps=steps), args)
+            point = {"samples": samples, "steps": steps, "chosen": backend.name,
+                     "first_bind_s": bind_s, "plans": len(times[0]),
+                     "ms_per_plan": stats_ms(times[0]), "ms_per_step": stats_ms(times[0], steps)}
+            if eager is not None:
+                ref = stats_ms(times[1], steps)
+                point["speedup_vs_torch_same_process"] = {
+                    k: ref[k] / point["ms_per_step"][k] for k in ("min", "median")}
+            result["points"].append(point)
     backend.close()
     return result
+
+
+def _time_plans(backends: list, noise, flow, args: argparse.Namespace) -> list[list[float]]:
+    """Seconds per flow of each backend (None entries skipped), alternating which goes first."""
+    live = [b for b in backends if b is not None]
+    for _ in range(args.warmup):
+        for backend in live:
+            backend.sample(noise, flow)
+    times: list[list[float]] = [[] for _ in live]
+    for i in range(args.plans):
+        order = list(enumerate(live))
+        for k, backend in order if i % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            backend.sample(noise, flow)
+            times[k].append(time.perf_counter() - start)
+    return times
 
 
 def spawn(backend: str, size: str, args: argparse.Namespace) -> dict:
@@ -154,6 +174,7 @@ def print_table(results: list[dict]) -> None:
         for p in r["points"]:
             s, pl, x = p["ms_per_step"], p["ms_per_plan"], p.get("speedup_vs_torch", {})
             name = r["backend"] if r["backend"] != "auto" else f"auto={p['chosen']}"
+            x = p.get("speedup_vs_torch_same_process", x)  # auto: eager timed in its process
             print(f"{r['size']:6} {name:12} {p['samples']:>2} {p['steps']:>5} | "
                   f"{s['min']:11.3f} {s['median']:7.3f} {s['p90']:7.3f} | {pl['min']:11.2f} "
                   f"{pl['median']:7.2f} | {x.get('min', float('nan')):11.2f} "

@@ -6,16 +6,17 @@ paths run their real sampling loops for 38 tokens), 10 Euler flow steps, 1 sampl
 fp32. Both paths run on the same weights, inputs and forced tokens:
 
 * stock: what the reference does. HF's slow `Qwen2VLImageProcessor` through the Qwen3-VL
-  processor's chat template, `generate()` (sampling, temperature/top-p, its default
-  `DynamicCache`), then 10 flow steps with the eager `torch` expert backend (the HF-style step
-  that concatenates the prefix with the action tokens) on generate's cache.
+  processor's chat template, HF's unmodified Qwen3-VL modules (`build_vlm(plain=True)`, the
+  same weights), `generate()` (sampling, temperature/top-p, its default `DynamicCache`), then
+  10 flow steps with the eager `torch` expert backend (the HF-style step that concatenates
+  the prefix with the action tokens) on generate's cache.
 * ours: `Planner.plan` (batched torch preprocessing, static-cache decode, the auto backend),
   cold: the inputs carry no frame keys, so all 16 frames go through the vision tower (the
   frame cache's steady state is bench/frame_cache.py).
 
 Rounds alternate the order (stock first, then ours first); ratios are of minima over rounds.
 
-    python bench/plan.py [--runs 8] [--model DIR] [--json out.json] [--peak-rss]
+    python bench/plan.py [--runs 8] [--model DIR] [--json out.json] [--peak-rss] [--stock-shared]
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from alpamayo_core.inference.planner import Planner
 from alpamayo_core.inference.reasoning import SamplingConfig
 from alpamayo_core.inputs.prompt import QWEN3_VL_CHAT_TEMPLATE, chat_messages, fuse_history
 from alpamayo_core.model import flow_matching
+from alpamayo_core.model.vlm import build_vlm
 
 REASONING_TOKENS = 37
 MAX_NEW_TOKENS = 64
@@ -128,9 +130,15 @@ def inputs() -> PlanInputs:
 class StockPath:
     """The reference's way through the same model: slow processor, `generate`, eager expert."""
 
-    def __init__(self, planner: Planner, force: ForceTokens):
+    def __init__(self, planner: Planner, force: ForceTokens, shared_modules: bool = False):
+        """`shared_modules`: run on our model's VLM (with its fast vision modules) instead of
+        HF's unmodified modules (how this bench measured before the stock path had its own)."""
         cfg, ids = planner.cfg, planner.loaded.token_ids
-        self.planner, self.ids, self.vlm = planner, ids, planner.loaded.model.vlm
+        self.planner, self.ids = planner, ids
+        self.vlm = planner.loaded.model.vlm
+        if not shared_modules:
+            self.vlm = build_vlm(cfg, ids, plain=True)  # HF's modules, our weights
+            self.vlm.load_state_dict(planner.loaded.model.vlm.state_dict())
         self.processor = _ImageOnlyProcessor(
             image_processor=Qwen2VLImageProcessor(
                 min_pixels=cfg.images.min_pixels, max_pixels=cfg.images.max_pixels,
@@ -219,9 +227,10 @@ def setup(model_dir: Path):
     return planner, plan_inputs, force
 
 
-def run(model_dir: Path, runs: int) -> dict[str, dict[str, list[float]]]:
+def run(model_dir: Path, runs: int,
+        stock_shared: bool = False) -> dict[str, dict[str, list[float]]]:
     planner, plan_inputs, force = setup(model_dir)
-    stock = StockPath(planner, force)
+    stock = StockPath(planner, force, stock_shared)
     samples: dict[str, dict[str, list[float]]] = {"ours": {}, "stock": {}}
     for i in range(runs + 1):  # round 0 warms both paths up
         order = ("stock", "ours") if i % 2 else ("ours", "stock")
@@ -290,10 +299,12 @@ def main() -> None:
     p.add_argument("--model", type=Path, help="model folder (default: build the tiny one)")
     p.add_argument("--json", type=Path)
     p.add_argument("--peak-rss", action="store_true", help="also measure peak RSS per path")
+    p.add_argument("--stock-shared", action="store_true",
+                   help="stock path on our VLM's modules (the pre-plain baseline)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or make_tiny(Path(tmp) / "tiny")
-        rows = report(run(model, args.runs))
+        rows = report(run(model, args.runs, args.stock_shared))
         if args.peak_rss:
             rows["peak_rss"] = peak_rss(model)
     if args.json:

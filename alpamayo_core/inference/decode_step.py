@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
 
@@ -107,39 +107,56 @@ class TextDecodeStep:
         (B or 1, 1, 1, capacity), whose column `write_at` this call opens (0) first (graphs).
         """
         rows, dim = tokens.shape[0], self.head_dim
-        hidden = self.embed(tokens)[:, None]  # (B, 1, E)
+        hidden = self.embed(tokens)  # (B, E)
         if attn_bias is not None:
             attn_bias.index_fill_(-1, write_at, 0.0)
         for layer, k_cache, v_cache in zip(self.layers, cache.keys, cache.values, strict=True):
             attn = layer.self_attn
-            x = _rms_norm(hidden, layer.input_layernorm)
-            q = _rms_norm(attn.q_proj(x).view(rows, -1, dim), attn.q_norm)  # (B, H, D)
-            k = _rms_norm(attn.k_proj(x).view(rows, -1, dim), attn.k_norm)  # (B, KV, D)
+            x = rms_norm(hidden, layer.input_layernorm)
+            q = rms_norm(_project(x, attn.q_proj).view(rows, -1, dim), attn.q_norm)  # (B, H, D)
+            k = rms_norm(_project(x, attn.k_proj).view(rows, -1, dim), attn.k_norm)  # (B, KV, D)
             heads = q.shape[1]
             qk = torch.cat([q, k], dim=1) @ rotation  # (B, H + KV, D)
             k_cache.index_copy_(2, write_at, qk[:, heads:, None])
-            v_cache.index_copy_(2, write_at, attn.v_proj(x).view(rows, -1, 1, dim))
+            v_cache.index_copy_(2, write_at, _project(x, attn.v_proj).view(rows, -1, 1, dim))
             keys, values = k_cache, v_cache
             if kv_len is not None:
                 keys, values = k_cache[:, :, :kv_len], v_cache[:, :, :kv_len]
             out = F.scaled_dot_product_attention(qk[:, :heads, None], keys, values,
                                                  attn_mask=attn_bias, scale=self.scaling,
                                                  enable_gqa=True)  # (B, H, 1, D)
-            hidden = hidden + attn.o_proj(out.view(rows, 1, -1))
-            hidden = hidden + layer.mlp(_rms_norm(hidden, layer.post_attention_layernorm))
-        return self.lm_head(_rms_norm(hidden, self.norm))[:, 0].to(torch.float32)
+            hidden = hidden + _project(out.view(rows, -1), attn.o_proj)
+            hidden = hidden + _mlp(rms_norm(hidden, layer.post_attention_layernorm), layer.mlp)
+        return _project(rms_norm(hidden, self.norm), self.lm_head).to(torch.float32)
 
 
-def _rms_norm(x: Tensor, norm) -> Tensor:
+def rms_norm(x: Tensor, norm) -> Tensor:
     """The HF RMSNorm module `norm` as one fused op (bitwise equal in float32 on CPU)."""
     return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
+
+
+def _project(x: Tensor, linear: nn.Linear) -> Tensor:
+    """(B, E_in) -> (B, E_out) through `linear`. One row runs as a matrix-vector product: on
+    CPU bitwise equal to `F.linear` here and ~3x faster for the vocabulary projection
+    (`F.linear` of one row goes through a general matrix multiply)."""
+    if x.shape[0] != 1:
+        return linear(x)
+    if linear.bias is None:
+        return torch.mv(linear.weight, x[0])[None]
+    return torch.addmv(linear.bias, linear.weight, x[0])[None]
+
+
+def _mlp(x: Tensor, mlp: nn.Module) -> Tensor:
+    """(B, E) through the HF gated MLP `mlp`: down(act(gate(x)) * up(x))."""
+    gate = mlp.act_fn(_project(x, mlp.gate_proj))
+    return _project(gate.mul_(_project(x, mlp.up_proj)), mlp.down_proj)
 
 
 class GraphedDecodeStep:
     """`TextDecodeStep` captured in a CUDA graph for one (rows, capacity) bucket.
 
-    Owns its static cache and input buffers: `reset(prompt_keys, prompt_values, length)` loads
-    a plan's prompt, `__call__` copies the token, rotary row and write index in and replays.
+    Owns its static cache and input buffers: a plan fills the cache's prompt columns and calls
+    `open(length)`; `__call__` copies the token, rotary row and write index in and replays.
     """
 
     def __init__(self, step: TextDecodeStep, rows: int, capacity: int) -> None:
@@ -163,9 +180,9 @@ class GraphedDecodeStep:
                                 self._bias)
         logger.info("captured a decode CUDA graph for %d rows, capacity %d", rows, capacity)
 
-    def reset(self, keys: tuple[Tensor, ...], values: tuple[Tensor, ...], length: int) -> None:
-        """Load a plan's prompt K/V (columns [0, length)) and close every later column."""
-        self.cache.load_prefix(keys, values)
+    def open(self, length: int) -> None:
+        """A new plan whose prompt fills `self.cache` columns [0, length): open those columns
+        to attention and close every later one."""
         self._bias.fill_(-float("inf"))
         self._bias[..., :length] = 0.0
 

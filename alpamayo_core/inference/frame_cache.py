@@ -77,7 +77,10 @@ def _encode(visual, pixel_values: Tensor, grid_thw: Tensor,
     """Images `images` (indices into grid_thw) through the tower in one batch."""
     patches = grid_thw.prod(-1).tolist()  # (N,) patch rows per image
     starts = [sum(patches[:i]) for i in range(len(patches))]
-    rows = torch.cat([pixel_values[starts[i]:starts[i] + patches[i]] for i in images])
+    if list(images) == list(range(len(patches))):  # every image: no gather copy
+        rows = pixel_values
+    else:
+        rows = torch.cat([pixel_values[starts[i]:starts[i] + patches[i]] for i in images])
     rows = rows.type(visual.dtype)
     embeds, deepstack = visual(rows, grid_thw=grid_thw[list(images)])
     merge = visual.spatial_merge_size ** 2

@@ -205,7 +205,8 @@ class Planner:
     def _images(self, images_rgb: np.ndarray) -> ImageInputs:
         frames = torch.from_numpy(np.ascontiguousarray(images_rgb))  # (C, F, H, W, 3)
         return preprocess_images(frames.permute(0, 1, 4, 2, 3), self.cfg.images,
-                                 self.cfg.vision, fold_time=True)  # channels-last view
+                                 self.cfg.vision, fold_time=True, device=self.device,
+                                 dtype=self._model.compute_dtype)  # channels-last view
 
     def preprocess(self, inputs: PlanInputs) -> PromptInputs:
         """Images -> patches, history -> 48 tokens, fused into the chat prompt."""
@@ -215,7 +216,7 @@ class Planner:
                               self._images(inputs.images_rgb), history_ids,
                               num_history_tokens=self.cfg.history_tokenizer.num_tokens,
                               layout=self.layout(inputs.camera_ids, inputs.route_text))
-        return _to_device(prompt, self.device, self._model.compute_dtype)
+        return _to_device(prompt, self.device)
 
     # -- the plan -----------------------------------------------------------------------------
 
@@ -336,7 +337,7 @@ class Planner:
         start = time.perf_counter()
         prompt = _to_device(build_prompt(self.loaded.tokenizer, self.loaded.token_ids,
                                          self._images(images_rgb), None, layout=layout),
-                            self.device, self._model.compute_dtype)
+                            self.device)
         preprocess_ms = self._ms_since(start)
         check_cancel(cancel, "preprocessing")
         generator = torch.Generator(self.device)
@@ -379,10 +380,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.double().cpu().numpy()
 
 
-def _to_device(prompt: PromptInputs, device: torch.device, dtype: torch.dtype) -> PromptInputs:
-    if device.type == "cpu" and dtype == torch.float32:
+def _to_device(prompt: PromptInputs, device: torch.device) -> PromptInputs:
+    """The prompt's token ids on `device` (its pixels are normalised there by `_images`)."""
+    if prompt.input_ids.device == device:
         return prompt
-    return PromptInputs(input_ids=prompt.input_ids.to(device),
-                        attention_mask=prompt.attention_mask.to(device),
-                        pixel_values=prompt.pixel_values.to(device, dtype),
-                        image_grid_thw=prompt.image_grid_thw.to(device))
+    return dataclasses.replace(prompt, input_ids=prompt.input_ids.to(device),
+                               attention_mask=prompt.attention_mask.to(device))

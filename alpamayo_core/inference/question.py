@@ -14,16 +14,13 @@ import threading
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache, LogitsProcessor
+from transformers import LogitsProcessor
 
-from alpamayo_core.inference.decode_step import TextDecodeStep
 from alpamayo_core.inference.reasoning import (
     DecodeOptions,
     SamplingConfig,
     _decode,
-    _forward,
-    _prompt_positions,
-    _static_cache,
+    _prefill,
     _TokenSampler,
 )
 from alpamayo_core.inference.timing import device_clock
@@ -69,20 +66,16 @@ def answer_question(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling: Sa
                          "with PromptLayout(question=...))")
     device, prompt_len = prompt.input_ids.device, prompt.length
     t0 = device_clock(device)
-    positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
-    prefill = DynamicCache()
-    logits = _forward(vlm, prompt.input_ids, positions, prefill, prompt)  # (1, V)
     options = decode or DecodeOptions()
-    step = TextDecodeStep(vlm)
-    capacity = options.capacity(prompt_len + sampling.max_new_tokens)
-    cache, graph = _static_cache(vlm, step, prefill, 1, prompt_len, capacity, options)
+    pre = _prefill(vlm, prompt, None, 1, sampling.max_new_tokens, options)
     t1 = device_clock(device)
     seqs = torch.full((1, prompt_len + sampling.max_new_tokens), token_ids.pad, device=device)
     seqs[:, :prompt_len] = prompt.input_ids
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator,
                            mask_traj_tokens=False)
-    n_new = _decode(step, cache, logits, seqs, prompt_len, int(positions.max()) + 1, sample,
-                    token_ids, options, graph, cancel, stop_after_future_start=False)
+    n_new = _decode(pre.step, pre.cache, pre.logits, seqs, prompt_len,
+                    int(pre.positions.max()) + 1, sample, token_ids, options, pre.graph, cancel,
+                    stop_after_future_start=False)
     t2 = device_clock(device)
     generated = seqs[0, prompt_len:prompt_len + n_new].tolist()
     text = tokenizer.decode(generated, skip_special_tokens=False)

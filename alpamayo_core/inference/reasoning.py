@@ -23,7 +23,8 @@ from torch import Tensor
 from transformers import DynamicCache, LogitsProcessor
 
 from alpamayo_core.inference.decode_step import GraphedDecodeStep, StaticKV, TextDecodeStep
-from alpamayo_core.inference.frame_cache import ImageFeatures, prefill_with_features
+from alpamayo_core.inference.frame_cache import ImageFeatures, encode_frames
+from alpamayo_core.inference.prefill import prefill_into
 from alpamayo_core.inference.timing import device_clock
 from alpamayo_core.inference.top_p import sample_top_p
 from alpamayo_core.inputs.prompt import PromptInputs
@@ -269,17 +270,41 @@ def _graphed_step(vlm, step: TextDecodeStep, rows: int, capacity: int) -> Graphe
     return graphs[(rows, capacity)]
 
 
-def _static_cache(vlm, step: TextDecodeStep, prefill: DynamicCache, rows: int, prompt_len: int,
-                  capacity: int, options: DecodeOptions):
-    """The plan's static cache holding the prompt in every row, and its graph (or None)."""
-    keys, values = _kv(prefill)
+def _plan_cache(vlm, step: TextDecodeStep, rows: int, capacity: int,
+                options: DecodeOptions) -> tuple[StaticKV, GraphedDecodeStep | None]:
+    """The plan's static cache (the graph's own with `cuda_graph`) and its graph (or None)."""
     if options.cuda_graph:
         graph = _graphed_step(vlm, step, rows, capacity)
-        graph.reset(keys, values, prompt_len)
         return graph.cache, graph
-    cache = step.allocate(rows, capacity)
-    cache.load_prefix(keys, values)
-    return cache, None
+    return step.allocate(rows, capacity), None
+
+
+@dataclass(frozen=True)
+class _Prefilled:
+    """A prompt prefilled into a decode loop's static cache."""
+
+    logits: Tensor  # (1, V) f32 next-token logits
+    positions: Tensor  # (3, 1, L0) mRoPE ids
+    step: TextDecodeStep
+    cache: StaticKV
+    graph: GraphedDecodeStep | None
+
+
+def _prefill(vlm, prompt: PromptInputs, features: ImageFeatures | None, rows: int,
+             max_new_tokens: int, options: DecodeOptions) -> _Prefilled:
+    """Positions, vision features (the tower runs here without `features`), and the prompt
+    through `prefill.prefill_into` into a static cache of L0 + `max_new_tokens` columns."""
+    positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
+    if features is None:
+        features = encode_frames(vlm.model.visual, prompt.pixel_values, prompt.image_grid_thw,
+                                 None, None)
+    step = TextDecodeStep(vlm)
+    cache, graph = _plan_cache(vlm, step, rows,
+                               options.capacity(prompt.length + max_new_tokens), options)
+    logits = prefill_into(vlm, prompt.input_ids, positions, features, cache)  # (1, V)
+    if graph is not None:
+        graph.open(prompt.length)
+    return _Prefilled(logits, positions, step, cache, graph)
 
 
 @torch.no_grad()
@@ -294,7 +319,9 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
     `tokenizer` (optional) decodes the texts; `generator` makes sampling reproducible;
     `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers;
     `decode` chooses how the loop runs (static cache always; CUDA graph optional);
-    `image_features` (from `frame_cache.encode_frames`) replace the vision tower pass;
+    `image_features` (from `frame_cache.encode_frames`) replace the vision tower pass (without
+    them it runs here, inside the prefill time); the prompt is prefilled by
+    `prefill.prefill_into` straight into the decode loop's static cache;
     `cancel` (set from another thread) stops decoding with `PlanCancelled` before the next token.
     Rows that produced no `<|traj_future_start|>` are flagged in `found_future_start` (the
     caller reports them: `Plan.num_truncated_reasoning`).
@@ -302,27 +329,18 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
     options = decode or DecodeOptions()
     rows, prompt_len, device = sampling.num_rows, prompt.length, prompt.input_ids.device
     t0 = device_clock(device)
-    positions = _prompt_positions(vlm, prompt.input_ids, prompt.image_grid_thw)  # (3, 1, L0)
-    prefill = DynamicCache()
-    if image_features is None:
-        logits = _forward(vlm, prompt.input_ids, positions, prefill, prompt)  # (1, V)
-    else:
-        logits = prefill_with_features(vlm, prompt.input_ids, positions, prefill, image_features)
-    step = TextDecodeStep(vlm)
-    capacity = options.capacity(prompt_len + sampling.max_new_tokens)
-    cache, graph = _static_cache(vlm, step, prefill, rows, prompt_len, capacity, options)
-    logits = logits.expand(rows, -1)
+    pre = _prefill(vlm, prompt, image_features, rows, sampling.max_new_tokens, options)
     t1 = device_clock(device)
     seqs = torch.full((rows, prompt_len + sampling.max_new_tokens), token_ids.pad, device=device)
     seqs[:, :prompt_len] = prompt.input_ids
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator)
-    first_position = int(positions.max()) + 1
-    n_new = _decode(step, cache, logits, seqs, prompt_len, first_position, sample, token_ids,
-                    options, graph, cancel)
+    first_position = int(pre.positions.max()) + 1
+    n_new = _decode(pre.step, pre.cache, pre.logits.expand(rows, -1), seqs, prompt_len,
+                    first_position, sample, token_ids, options, pre.graph, cancel)
     t2 = device_clock(device)
     seqs, index, found = _locate_future_start(seqs[:, :prompt_len + n_new], prompt_len,
                                               token_ids.traj_future_start, token_ids.pad)
-    keys, values = cache.narrow(prompt_len + n_new - 1)
+    keys, values = pre.cache.narrow(prompt_len + n_new - 1)
     return Phase1Result(
         sequences=seqs, keys=keys, values=values, future_start_index=index,
         future_start_position=index - prompt_len + first_position, found_future_start=found,

@@ -28,7 +28,7 @@ from alpamayo_core.model.config import ImageConfig, VisionConfig
 class ImageInputs:
     """Vision-tower inputs for N images."""
 
-    pixel_values: Tensor  # (sum of gh*gw over images, D) float32
+    pixel_values: Tensor  # (sum of gh*gw over images, D) float (the model's dtype)
     image_grid_thw: Tensor  # (N, 3) int64: (t, gh, gw) per image
     merge_size: int
 
@@ -75,22 +75,36 @@ def _resize_uint8(images_u8: Tensor, height: int, width: int) -> Tensor:
     return out.clamp_(0, 255).round_().to(torch.uint8)
 
 
-def _patchify(pixels: Tensor, vision: VisionConfig, fold_time: bool) -> Tensor:
-    """(N, 3, h, w) -> (N * gh * gw, D) in Qwen2-VL order, each image repeated Tp times
-    (D = 3*Tp*P*P), or once when `fold_time` (D = 3*P*P)."""
+def _patch_view(pixels: Tensor, vision: VisionConfig, fold_time: bool) -> Tensor:
+    """(N, 3, h, w) -> a view (N, gh/m, gw/m, m, m, 3, Tp, P, P) in Qwen2-VL patch order (merge
+    blocks row-major, then channel, time, pixels), each image repeated Tp times, or once when
+    `fold_time` (Tp = 1). Flattened (a copy) it is (N * gh * gw, D), D = 3*Tp*P*P."""
     n, c, h, w = pixels.shape
     p, m = vision.patch_size, vision.spatial_merge_size
     tp = 1 if fold_time else vision.temporal_patch_size
     gh, gw = h // p, w // p
     frames = pixels.unsqueeze(1).expand(n, tp, c, h, w)  # (N, Tp, 3, h, w)
     frames = frames.reshape(n, tp, c, gh // m, m, p, gw // m, m, p)
-    # -> (N, gh/m, gw/m, m, m, 3, Tp, P, P): merge blocks row-major, then channel, time, pixels
-    frames = frames.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    return frames.reshape(n * gh * gw, c * tp * p * p)
+    return frames.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+
+
+def _normalise(patches_u8: Tensor, cfg: ImageConfig, device: torch.device) -> Tensor:
+    """(M, D) uint8 patches (channel-major in D) -> float32 (x - 255 mean) / (255 std) on
+    `device`: the rescale by 1/255 is folded in, as the fast HF processor does. uint8 crosses
+    to the device (a quarter of the float bytes). On CPU a contiguous uint8 -> float32 copy
+    and two in-place passes measured ~3x faster than fusing the cast into the subtraction."""
+    patches = patches_u8.to(device).to(torch.float32)
+    mean = torch.tensor(cfg.image_mean, dtype=torch.float32, device=device) * 255.0  # (3,)
+    std = torch.tensor(cfg.image_std, dtype=torch.float32, device=device) * 255.0  # (3,)
+    per_channel = patches.view(patches.shape[0], 3, -1)  # (M, 3, Tp*P*P)
+    per_channel.sub_(mean.view(1, 3, 1)).div_(std.view(1, 3, 1))
+    return patches
 
 
 def preprocess_images(images_u8: Tensor | np.ndarray, cfg: ImageConfig,
-                      vision: VisionConfig, fold_time: bool = False) -> ImageInputs:
+                      vision: VisionConfig, fold_time: bool = False,
+                      device: torch.device | str | None = None,
+                      dtype: torch.dtype = torch.float32) -> ImageInputs:
     """(..., 3, H, W) uint8 RGB images (leading dims flattened in order) -> `ImageInputs`.
 
     Pass cameras x frames as (C, F, 3, H, W), camera-major and oldest frame first, to get the
@@ -98,6 +112,8 @@ def preprocess_images(images_u8: Tensor | np.ndarray, cfg: ImageConfig,
     a copy (channels-last strides) resize about twice as fast as contiguous CHW.
     `fold_time` skips repeating each still image along time (half the data); only the
     project's `StillImagePatchEmbed` (model.vlm) accepts such patches.
+    Resizing runs where the images are; the resized uint8 patches then move to `device`
+    (default: the images' device) and are normalised there (in float32, then cast to `dtype`).
     """
     images = torch.as_tensor(images_u8)
     if images.dtype != torch.uint8 or images.ndim < 4 or images.shape[-3] != 3:
@@ -107,14 +123,9 @@ def preprocess_images(images_u8: Tensor | np.ndarray, cfg: ImageConfig,
     images = images.reshape(-1, 3, height, width)  # (N, 3, H, W)
     h, w = resized_size(height, width, cfg, vision)
     resized = _resize_uint8(images, h, w)  # (N, 3, h, w) uint8
-    patches = _patchify(resized, vision, fold_time).to(torch.float32)  # (M, D), M = N*gh*gw
-    # Fused rescale (1/255) and normalise, as the fast HF processor does it; on the uint8-sized
-    # patch layout so the float pass runs once over the final buffer.
-    mean = torch.tensor(cfg.image_mean, dtype=torch.float32) * 255.0  # (3,)
-    std = torch.tensor(cfg.image_std, dtype=torch.float32) * 255.0  # (3,)
-    per_channel = patches.view(patches.shape[0], 3, -1)  # (M, 3, Tp*P*P), channel-major in D
-    per_channel.sub_(mean.view(1, 3, 1)).div_(std.view(1, 3, 1))
+    patches_u8 = _patch_view(resized, vision, fold_time).flatten(0, 4).flatten(1)  # (M, D)
+    patches = _normalise(patches_u8, cfg, torch.device(device or resized.device)).to(dtype)
     grid = torch.tensor([[1, h // vision.patch_size, w // vision.patch_size]],
-                        dtype=torch.int64).repeat(images.shape[0], 1)  # (N, 3)
+                        dtype=torch.int64, device=patches.device).repeat(images.shape[0], 1)
     return ImageInputs(pixel_values=patches, image_grid_thw=grid,
                        merge_size=vision.spatial_merge_size)

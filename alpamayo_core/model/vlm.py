@@ -3,7 +3,8 @@
 `build_vlm` makes the network (SDPA attention, interleaved mRoPE, our vision token ids) with the
 vision patch embedding swapped for an exact, faster still-image equivalent under the same
 state-dict keys, and the vision tower's layout-only work (position-embedding interpolation and
-vision RoPE, which depend only on the image grids) remembered for the last camera layout.
+vision RoPE, which depend only on the image grids) remembered for the last camera layout, and
+the vision attention run over all images in one call (`model.vision_attention`).
 Running it (prefill, reasoning decode) lives in `inference.reasoning`.
 """
 
@@ -17,6 +18,7 @@ from torch import nn
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from alpamayo_core.model.config import ModelConfig
+from alpamayo_core.model.vision_attention import BatchedVisionAttention
 from alpamayo_core.model.vocabulary import TokenIds
 
 
@@ -112,11 +114,14 @@ class LayoutMemo:
         return self.value
 
 
-def build_vlm(cfg: ModelConfig, token_ids: TokenIds) -> Qwen3VLForConditionalGeneration:
+def build_vlm(cfg: ModelConfig, token_ids: TokenIds,
+              plain: bool = False) -> Qwen3VLForConditionalGeneration:
     """A random-init VLM in `cfg.dtype`, eval mode. Works under `torch.device("meta")`.
 
-    The vision patch embedding is swapped for the equivalent `StillImagePatchEmbed` (same keys);
-    position-embedding interpolation and vision RoPE go through a `LayoutMemo`.
+    The vision patch embedding is swapped for the equivalent `StillImagePatchEmbed` and the
+    vision attention for `BatchedVisionAttention` (same keys); position-embedding interpolation
+    and vision RoPE go through a `LayoutMemo`. `plain`: HF's modules unchanged (the same
+    state-dict keys; the baseline that tests and benchmarks compare the fast paths with).
     """
     if cfg.text.vocab_size < token_ids.vocab_size:
         raise ValueError(f"text.vocab_size ({cfg.text.vocab_size}) is below the tokenizer's "
@@ -124,9 +129,13 @@ def build_vlm(cfg: ModelConfig, token_ids: TokenIds) -> Qwen3VLForConditionalGen
     hf_cfg = hf_vlm_config(cfg, token_ids)
     model = Qwen3VLForConditionalGeneration._from_config(
         hf_cfg, dtype=getattr(torch, cfg.dtype), attn_implementation="sdpa")
+    if plain:
+        return model.eval()
     visual = model.model.visual
     visual.patch_embed = StillImagePatchEmbed(visual.patch_embed)
     visual.fast_pos_embed_interpolate = LayoutMemo(visual.fast_pos_embed_interpolate,
                                                    visual.pos_embed)
     visual.rot_pos_emb = LayoutMemo(visual.rot_pos_emb)
+    for block in visual.blocks:
+        block.attn = BatchedVisionAttention(block.attn)
     return model.eval()
