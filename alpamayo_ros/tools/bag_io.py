@@ -208,6 +208,7 @@ def write_drive_bag(
     stamps: list[int] = []
     with BagWriter(out, version=9, storage_plugin=STORAGES[options.storage]) as writer:
         connections = _add_connections(writer, typestore, drive, options.compressed)
+        writer.set_custom_data("scene", drive.config.kind)  # the fleet report's scene tag
         for event in drive.events():
             topic, msgtype, msg = _event_message(typestore, event, options)
             writer.write(
