@@ -109,10 +109,12 @@ COMPARISON = MACROS + """<!DOCTYPE html>
 <style>{{ style }}</style></head><body>
 <h1>Comparison: A vs B</h1>
 <p>A: model {{ meta.a.model_id }} ({{ meta.a.model_dir }}), backend {{ meta.a.backend }},
-{{ meta.a.num_traj_samples }} samples, seed {{ meta.a.seed }} (<a href="a/report.html">
+{{ meta.a.num_traj_samples }} samples, flow steps {{ meta.a.num_flow_steps }} (0 = the model's),
+seed {{ meta.a.seed }} (<a href="a/report.html">
 report A</a>)<br>
 B: model {{ meta.b.model_id }} ({{ meta.b.model_dir }}), backend {{ meta.b.backend }},
-{{ meta.b.num_traj_samples }} samples, seed {{ meta.b.seed }} (<a href="b/report.html">
+{{ meta.b.num_traj_samples }} samples, flow steps {{ meta.b.num_flow_steps }} (0 = the model's),
+seed {{ meta.b.seed }} (<a href="b/report.html">
 report B</a>)<br>
 {{ meta.a.num_bags }} bags; failed: A {{ meta.a.num_failed }}, B {{ meta.b.num_failed }}.</p>
 {% for name, pair in groups %}
