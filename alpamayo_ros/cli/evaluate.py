@@ -5,6 +5,8 @@ odometry, with a constant-velocity baseline) as JSON and CSV, a picture per plan
 
 Example:
     alpamayo-eval drive_bag --model /path/to/model --out eval_out --samples 6
+
+Over a set of bags (a folder of bags, a glob, a list file; optionally on Ray) see `cli.fleet`.
 """
 
 from __future__ import annotations

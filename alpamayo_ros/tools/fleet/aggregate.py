@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alpamayo_ros.tools import metrics
+from alpamayo_ros.tools.fleet.plan_log import PlanNote
 from alpamayo_ros.tools.fleet.worker import BagRecord
 
 PERCENTILES = (50, 90, 99)
@@ -107,8 +108,8 @@ def worst_moments(records: Sequence[BagRecord], horizon_s: float, n: int) -> lis
     return [moment(r, index, row, note, horizon_s) for _, r, index, row, note in scored[:n]]
 
 
-def moment(record: BagRecord, index: int, row: metrics.PlanMetrics, note, horizon_s: float
-           ) -> dict:
+def moment(record: BagRecord, index: int, row: metrics.PlanMetrics, note: PlanNote,
+           horizon_s: float) -> dict:
     """One plan as the report shows it: where, what the model said, its errors (m)."""
     model, cv = row.model.get(horizon_s), row.constant_velocity.get(horizon_s)
     return {

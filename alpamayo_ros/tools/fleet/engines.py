@@ -70,7 +70,10 @@ def run_sequential(entries: Sequence[BagEntry], out_root: Path, spec: WorkerSpec
 def run_ray(entries: Sequence[BagEntry], out_root: Path, spec: WorkerSpec, options: RayOptions,
             on_done: OnDone) -> list[BagRecord]:
     """Every bag on Ray actors (one model load each); records in the order of `entries`."""
-    import ray
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("--ray needs Ray: pip install '.[fleet]' (ray==2.58.0)") from exc
 
     started = _init_ray(options, spec.threads)
     try:
@@ -129,7 +132,8 @@ def _schedule(ray, actors: list, entries: Sequence[BagEntry], out_root: Path,
             idle.append(actor)
         except ray.exceptions.RayError as exc:  # the actor died or could not load the model
             LOG.error("Ray worker lost on %s: %s", entry.path, exc)
+            first_line = (str(exc).strip().splitlines() or [""])[0]
             records[entry.name] = BagRecord(entry, out_root / entry.name,
-                                            error=f"{type(exc).__name__}: {exc}")
+                                            error=f"{type(exc).__name__}: {first_line}")
         on_done(records[entry.name])
     return records

@@ -118,7 +118,3 @@ class FleetWorker:
         return BagRecord(**common, rows=tuple(rows), notes=tuple(notes),
                          status_counts=dict(result.status_counts), model_loads=_MODEL_LOADS,
                          seconds=time.perf_counter() - start)
-
-    def load_time(self) -> float:
-        """Seconds this worker spent loading the model."""
-        return self.load_seconds
