@@ -131,7 +131,6 @@ def _schedule(ray, actors: list, entries: Sequence[BagEntry], out_root: Path,
             records[entry.name] = ray.get(done)
             idle.append(actor)
         except ray.exceptions.RayError as exc:  # the actor died or could not load the model
-            LOG.error("Ray worker lost on %s: %s", entry.path, exc)
             first_line = (str(exc).strip().splitlines() or [""])[0]
             records[entry.name] = BagRecord(entry, out_root / entry.name,
                                             error=f"{type(exc).__name__}: {first_line}")
