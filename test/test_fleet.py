@@ -239,3 +239,18 @@ def test_comparison_of_two_parameter_sets(bags, tmp_path):
     for run, summary in (("a", side["a"]["summary"]), ("b", side["b"]["summary"])):
         shown = page.metrics[f"overall/{run}/model/1s/min_ade_m"]
         assert float(shown) == pytest.approx(summary["model"]["1s"]["min_ade_m"], abs=6e-4)
+
+
+def test_ray_workers_that_cannot_load_the_model_fail_the_bags_with_the_reason(bags, tmp_path):
+    from alpamayo_ros.tools.fleet.engines import RayOptions, run_ray
+
+    folder, _ = bags
+    entries = bag_set.resolve(f"{folder}/[cs]*")  # curve_a, curve_b, straight
+    done = []
+    records = run_ray(entries, tmp_path, _spec(tmp_path / "no_model"),
+                      RayOptions("auto", workers=2), done.append)
+    assert [r.entry.name for r in records] == ["curve_a", "curve_b", "straight"]
+    assert len(done) == 3 and not any(r.ok for r in records)
+    died = [r for r in records if "no_model" in r.error]
+    assert len(died) == 2 and all(r.error.startswith("ActorDiedError") for r in died)
+    assert [r.error for r in records if r not in died] == ["no Ray worker left"]

@@ -131,8 +131,8 @@ def _schedule(ray, actors: list, entries: Sequence[BagEntry], out_root: Path,
             records[entry.name] = ray.get(done)
             idle.append(actor)
         except ray.exceptions.RayError as exc:  # the actor died or could not load the model
-            first_line = (str(exc).strip().splitlines() or [""])[0]
+            cause = (str(exc).strip().splitlines() or [""])[-1]  # Ray's last line: the cause
             records[entry.name] = BagRecord(entry, out_root / entry.name,
-                                            error=f"{type(exc).__name__}: {first_line}")
+                                            error=f"{type(exc).__name__}: {cause}")
         on_done(records[entry.name])
     return records
