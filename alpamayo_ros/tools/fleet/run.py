@@ -56,6 +56,9 @@ def evaluate_fleet(entries: Sequence[BagEntry], out_dir: Path | str, spec: Worke
     if bags_dir.exists():
         raise FileExistsError(f"{bags_dir} exists; choose a new output folder")
     bags_dir.mkdir(parents=True)
+    if spec.options.params.seed < 0:
+        LOG.warning("seed %d: every plan draws a new seed, so no two runs (or engines) agree",
+                    spec.options.params.seed)
     start = time.perf_counter()
     records = _run(entries, bags_dir, spec, options, label)
     data = {"meta": _meta(records, spec, options, label), **aggregate(records, options.aggregate)}
