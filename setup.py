@@ -21,7 +21,7 @@ setup(
     # pip install (a colcon build installs the same files into its share directory).
     data_files=[("share/alpamayo", ["package.xml"]),
                 *((f"share/alpamayo/{d}", sorted(glob(f"{d}/*.*"))) for d in
-                  ("config", "launch", "msg"))],
+                  ("config", "launch", "msg", "srv"))],
     install_requires=["numpy", "torch", "transformers", "safetensors", "scipy"],
     # `alpamayo-eval BAGS --ray ...`: many bags on Ray (local or a cluster).
     extras_require={"fleet": ["ray==2.58.0"]},

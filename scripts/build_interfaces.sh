@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the `alpamayo` ROS package's interfaces (msg/) with plain CMake and install them into the
+# Build the `alpamayo` ROS package's interfaces (msg/, srv/) with plain CMake and install them into the
 # active virtualenv, so that `from alpamayo.msg import DrivingPlan` works with no extra
 # environment variables. Idempotent: skips the build when msg/, CMakeLists.txt, package.xml and
 # cmake/ are unchanged since the last successful install (stamp in build/cmake).
@@ -23,7 +23,7 @@ inputs_hash() {
   # Hash of every input that changes the generated interfaces, plus the install prefix.
   (
     cd "${repo_root}"
-    find msg cmake -type f -print0 | sort -z | xargs -0 sha256sum
+    find msg srv cmake -type f -print0 | sort -z | xargs -0 sha256sum
     sha256sum CMakeLists.txt package.xml
     echo "prefix=${VIRTUAL_ENV}"
   ) | sha256sum | cut -d' ' -f1
@@ -50,6 +50,6 @@ cmake -S "${repo_root}" -B "${build_dir}" \
 cmake --build "${build_dir}" -j "$(nproc)"
 cmake --install "${build_dir}"
 
-python -c "from alpamayo.msg import DrivingPlan; DrivingPlan()"
+python -c "from alpamayo.msg import DrivingPlan; from alpamayo.srv import Ask; DrivingPlan(); Ask.Request()"
 echo "${want_hash}" > "${stamp_file}"
 echo "build_interfaces.sh: installed alpamayo interfaces into ${VIRTUAL_ENV}"

@@ -28,8 +28,9 @@ from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 def make_tiny(out_dir: str | Path, seed: int = 0, preset_name: str = "tiny") -> Path:
     """Write a tiny random-init model folder to `out_dir`; returns the folder."""
-    tokenizer = extend_tokenizer(tiny_base_tokenizer(), preset(preset_name).tokens)
-    cfg = with_vocab_size(preset(preset_name), len(tokenizer))
+    base_cfg = preset(preset_name)
+    tokenizer = extend_tokenizer(tiny_base_tokenizer(), base_cfg.tokens, base_cfg.variant)
+    cfg = with_vocab_size(base_cfg, len(tokenizer))
     token_ids = TokenIds.from_tokenizer(tokenizer, cfg.tokens)
     torch.manual_seed(seed)
     model = AlpamayoR1(cfg, token_ids).eval()
@@ -62,13 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default="tiny", choices=("tiny", "tiny-1.5"),
+                        help="tiny (Alpamayo-R1 profile) or tiny-1.5 (Alpamayo 1.5 profile)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing folder")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if (out / "config.json").exists() and not args.force:
         print(f"{out} already holds a model (use --force to rebuild)")
         return 0
-    make_tiny(out, seed=args.seed)
+    make_tiny(out, seed=args.seed, preset_name=args.preset)
     print(f"wrote tiny model to {out}")
     return 0
 

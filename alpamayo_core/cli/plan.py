@@ -3,6 +3,12 @@
     alpamayo-plan --model DIR --images CAM0_F0.jpg ... CAM3_F3.jpg --history history.csv
     alpamayo-plan --model DIR --synthetic curve_left          # a rendered synthetic scene
     alpamayo-plan --config plan.yaml                          # the same keys as the flags
+    alpamayo-plan --model DIR --synthetic curve_left --route "Turn left in 50m" --guidance 1.5
+    alpamayo-plan --model DIR --synthetic straight --question "Is there a pedestrian?"
+
+Alpamayo 1.5 only: `--camera-ids` (one id 0-6 per camera, ascending; any frames per camera),
+`--route`, `--guidance` (classifier-free guidance weight, needs --route), `--noise-temperature`
+and `--question` (prints the answer instead of a plan).
 
 Images: C x F files, camera-major, oldest frame first (model camera order: cross_left,
 front_wide, cross_right, front_tele). History: a CSV with a header `t_s,x_m,y_m,z_m,yaw_rad` and
@@ -22,9 +28,11 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
+from alpamayo_core.inference.guidance import GuidanceConfig
 from alpamayo_core.inference.plan import Plan, PlanInputs
 from alpamayo_core.inference.planner import Planner
 from alpamayo_core.inference.reasoning import SamplingConfig
+from alpamayo_core.inputs.cameras import CAMERAS
 from alpamayo_core.model.config import FlowConfig
 
 
@@ -46,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--camera-ids", type=int, nargs="+",
+                   help="1.5: camera id per camera (0-6, ascending); default: the model's rig")
+    p.add_argument("--route", help='1.5: navigation text, e.g. "Turn left in 50m"')
+    p.add_argument("--guidance", type=float, default=0.0,
+                   help="1.5: classifier-free guidance weight (0 = off; needs --route)")
+    p.add_argument("--noise-temperature", type=float, default=1.0,
+                   help="1.5: initial flow noise = randn x this")
+    p.add_argument("--question", help="1.5: ask this about the images; prints the answer")
     p.add_argument("--json", type=Path, help="also write the plan as JSON here")
     return p
 
@@ -97,19 +113,23 @@ def read_images(paths: list[str], cameras: int, frames: int) -> np.ndarray:
     return np.stack(images).reshape(cameras, frames, *images[0].shape)
 
 
-def synthetic_inputs(scene: str, planner: Planner, t_s: float = 3.0) -> PlanInputs:
-    """Inputs rendered from a synthetic drive at scene time `t_s`."""
+def synthetic_inputs(scene: str, planner: Planner, t_s: float = 3.0,
+                     camera_ids: tuple[int, ...] | None = None) -> PlanInputs:
+    """Inputs rendered from a synthetic drive at scene time `t_s` (the renderer draws the
+    four-camera rig; `camera_ids` picks a subset of it)."""
     from alpamayo_core.sim.drive import SceneConfig, SyntheticDrive
 
     drive = SyntheticDrive(SceneConfig(kind=scene, seconds=t_s + 1.0))
     t0_ns = int(drive.to_ns(t_s))
     offsets = planner.cfg.images.frame_offsets_s
+    cameras = ([CAMERAS[i][0] for i in camera_ids] if camera_ids is not None
+               else planner.cfg.images.cameras)
     images = np.stack([
         np.stack([drive.render(cam, t0_ns + round(o * 1e9)) for o in offsets])
-        for cam in planner.cfg.images.cameras])
+        for cam in cameras])
     n = planner.cfg.history_tokenizer.num_steps
     history = drive.history(t0_ns, n=n, dt_s=planner.cfg.action_space.dt_s)
-    return PlanInputs(images, history.xyz_m, history.rot, t0_ns=t0_ns)
+    return PlanInputs(images, history.xyz_m, history.rot, t0_ns=t0_ns, camera_ids=camera_ids)
 
 
 def format_plan(plan: Plan) -> str:
@@ -118,6 +138,8 @@ def format_plan(plan: Plan) -> str:
              f"samples {plan.num_samples}  selected {plan.selected}"]
     for k in range(plan.num_samples):
         lines.append(f"reasoning[{k}]: {plan.cot[k]!r}")
+    if plan.route_text:
+        lines.append(f"route: {plan.route_text!r}  guidance weight {plan.guidance_weight:g}")
     lines.append("   t [s]    x [m]    y [m]  yaw [rad]  v [m/s]  a [m/s2]  kappa [1/m]")
     s = plan.selected
     for i in range(4, len(plan.time_from_start_s), 5):
@@ -137,26 +159,44 @@ def plan_to_json(plan: Plan) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def _inputs(args: argparse.Namespace, planner: Planner) -> PlanInputs:
+    ids = tuple(args.camera_ids) if args.camera_ids else None
+    if args.synthetic:
+        inputs = synthetic_inputs(args.synthetic, planner, camera_ids=ids)
+    else:
+        cams = len(ids) if ids else len(planner.cfg.images.cameras)
+        frames = len(args.images) // cams if ids else len(planner.cfg.images.frame_offsets_s)
+        xyz, rot = read_history_csv(args.history)
+        inputs = PlanInputs(read_images(args.images, cams, frames), xyz, rot, camera_ids=ids)
+    return dataclasses.replace(inputs, route_text=args.route)
+
+
+def _planner(args: argparse.Namespace) -> Planner:
     sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p,
                               max_new_tokens=args.max_tokens, num_traj_samples=args.samples,
                               num_traj_sets=args.sets, greedy=args.greedy)
+    guidance = GuidanceConfig(weight=args.guidance, noise_temperature=args.noise_temperature)
     planner = Planner.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                      sampling=sampling)
+                                      sampling=sampling, guidance=guidance)
     if args.steps or args.solver:
         flow = FlowConfig(num_steps=args.steps or planner.flow.num_steps,
                           solver=args.solver or planner.flow.solver,
                           sigma_min=planner.flow.sigma_min)
         planner = planner.with_settings(flow=flow)
-    if args.synthetic:
-        inputs = synthetic_inputs(args.synthetic, planner)
-    else:
-        cams = planner.cfg.images
-        xyz, rot = read_history_csv(args.history)
-        inputs = PlanInputs(read_images(args.images, len(cams.cameras),
-                                        len(cams.frame_offsets_s)), xyz, rot)
+    return planner
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    planner = _planner(args)
+    inputs = _inputs(args, planner)
+    if args.question:
+        answer = planner.ask(inputs.images_rgb, args.question, inputs.camera_ids,
+                             seed=args.seed, t0_ns=inputs.t0_ns)
+        print(f"model {answer.model_id}  t0 {answer.t0_ns} ns\nquestion: {args.question}\n"
+              f"answer: {answer.text!r}\ngenerated: {answer.generated!r}")
+        return 0
     plan = planner.plan(inputs, seed=args.seed)
     print(format_plan(plan))
     if args.json:

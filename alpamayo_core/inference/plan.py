@@ -32,6 +32,9 @@ class PlanInputs:
         frame_keys: optional C*F identities of the frames in the images' order (camera-major,
             oldest first), e.g. (camera, stamp_ns): a planner encodes a frame it has seen in a
             recent plan only once (its frame cache).
+        camera_ids: Alpamayo 1.5: the id (0-6, ascending) of each of the C cameras; None = the
+            checkpoint's camera list. R1 takes only its own four cameras.
+        route_text: Alpamayo 1.5: navigation instruction, e.g. "Turn left in 50m"; None = none.
     """
 
     images_rgb: np.ndarray
@@ -39,6 +42,8 @@ class PlanInputs:
     history_rot: np.ndarray
     t0_ns: int = 0
     frame_keys: tuple[Hashable, ...] | None = None
+    camera_ids: tuple[int, ...] | None = None
+    route_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class Plan:
             `<|traj_future_start|>` (their trajectory conditions on a truncated reasoning).
         model_id: short id of the loaded model (name + weights hash).
         backend: name of the expert backend that produced the trajectories.
+        route_text: the navigation text the prompt carried ("" if none).
+        guidance_weight: the classifier-free guidance weight used (0 = off).
     """
 
     t0_ns: int
@@ -82,6 +89,8 @@ class Plan:
     num_truncated_reasoning: int = 0
     model_id: str = ""
     backend: str = ""
+    route_text: str = ""
+    guidance_weight: float = 0.0
 
     @property
     def num_samples(self) -> int:

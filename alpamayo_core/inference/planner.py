@@ -5,11 +5,15 @@ One plan reads top to bottom:
     validate inputs -> preprocess (images, history tokens, prompt)
     -> phase 1: VLM prefill + sampled reasoning until one token after <|traj_future_start|>
     -> expert prefix (per-layer K/V, positions, additive mask)
+    -> [1.5 guidance: unguided prefix from the prompt without its route span, `guidance`]
     -> phase 2: flow matching over the expert backend (noise at t=0 -> actions at t=1)
     -> unicycle integration -> selection -> `Plan`
 
 Glossary: C cameras, F frames per camera, N history poses, B = K trajectory rows
 (num_traj_sets x num_traj_samples), T waypoints, P cached prefix tokens.
+
+Alpamayo 1.5 (`cfg.variant`): camera ids and a route text per plan (`PlanInputs`), guidance and
+noise temperature (`GuidanceConfig`), and questions (`ask`); an R1 model refuses them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ from transformers import LogitsProcessor
 
 from alpamayo_core.backends import BackendSelection, ExpertBackend, select
 from alpamayo_core.inference.frame_cache import FrameEncodingCache, ImageFeatures, encode_frames
+from alpamayo_core.inference.guidance import (
+    GuidanceConfig,
+    GuidedVelocity,
+    UnguidedContext,
+    replay_unguided,
+    stack_prefixes,
+)
 from alpamayo_core.inference.plan import Plan, PlanInputs
+from alpamayo_core.inference.question import Answer, answer_question
 from alpamayo_core.inference.reasoning import (
     DecodeOptions,
     Phase1Result,
@@ -37,8 +49,9 @@ from alpamayo_core.inference.reasoning import (
 )
 from alpamayo_core.inference.selection import select_medoid
 from alpamayo_core.inference.timing import device_clock
-from alpamayo_core.inputs.images import preprocess_images
-from alpamayo_core.inputs.prompt import PromptInputs, build_prompt
+from alpamayo_core.inputs.cameras import MAX_CAMERAS, camera_ids_for_names
+from alpamayo_core.inputs.images import ImageInputs, preprocess_images
+from alpamayo_core.inputs.prompt import PromptInputs, PromptLayout, build_prompt, without_route
 from alpamayo_core.inputs.tokens import HistoryDeltaTokenizer
 from alpamayo_core.io.model_io import LoadedModel, load_model
 from alpamayo_core.model import flow_matching
@@ -48,7 +61,7 @@ LOG = logging.getLogger(__name__)
 
 
 class Planner:
-    """Runs Alpamayo-R1 plans on one device. Not thread-safe: one `plan` call at a time."""
+    """Runs Alpamayo plans on one device. Not thread-safe: one `plan`/`ask` call at a time."""
 
     def __init__(self, loaded: LoadedModel, sampling: SamplingConfig | None = None,
                  flow: FlowConfig | None = None, backend: str | ExpertBackend = "auto",
@@ -56,7 +69,8 @@ class Planner:
                  backend_fallback: bool = True,
                  backend_selection: BackendSelection | None = None,
                  decode: DecodeOptions | None = None,
-                 frame_cache: FrameEncodingCache | None = None):
+                 frame_cache: FrameEncodingCache | None = None,
+                 guidance: GuidanceConfig | None = None):
         """`backend`: an expert backend name or an already built `ExpertBackend` to share.
 
         A name goes through `backends.select`: "auto" = the fastest (by a timed trial at this
@@ -68,15 +82,22 @@ class Planner:
         the backend was chosen (kept when sharing a backend). `decode` says how the reasoning
         decode loop runs (e.g. `DecodeOptions(cuda_graph=True)` on CUDA); outputs do not
         depend on it. `frame_cache` keeps vision-tower outputs of recent frames (default: one
-        plan's worth, C x F images) for inputs that carry `frame_keys`.
+        plan's worth, C x F images; C = 7 for a 1.5 model) for inputs that carry `frame_keys`.
+        `guidance`: 1.5 noise temperature and guidance weight (refused by an R1 model).
         """
         self.loaded = loaded
         self.cfg = loaded.cfg
         self.sampling = sampling or SamplingConfig()
         self.flow = flow or self.cfg.flow
         self.decode = decode or DecodeOptions()
+        cameras = MAX_CAMERAS if self.cfg.is_1_5 else len(self.cfg.images.cameras)
         self.frame_cache = frame_cache or FrameEncodingCache(
-            len(self.cfg.images.cameras) * len(self.cfg.images.frame_offsets_s))
+            cameras * len(self.cfg.images.frame_offsets_s))
+        self.guidance = guidance or GuidanceConfig()
+        if self.guidance != GuidanceConfig() and not self.cfg.is_1_5:
+            raise ValueError(f"guidance: {self.cfg.name} is an Alpamayo-R1 model; guidance and "
+                             "noise temperature are Alpamayo 1.5 features (load a 1.5 "
+                             "checkpoint or leave them at their defaults)")
         self._model = loaded.model
         self._history_tokenizer = HistoryDeltaTokenizer(self.cfg.history_tokenizer,
                                                         loaded.token_ids.hist_token_start)
@@ -108,29 +129,67 @@ class Planner:
     def backend_name(self) -> str:
         return self._expert.name
 
+    @property
+    def default_camera_ids(self) -> tuple[int, ...]:
+        """Camera ids of the checkpoint's camera list (the four-camera rig: 0, 1, 2, 6)."""
+        return camera_ids_for_names(self.cfg.images.cameras)
+
     def with_settings(self, sampling: SamplingConfig | None = None,
-                      flow: FlowConfig | None = None) -> Planner:
-        """A planner sharing this one's weights with other sampling/flow settings."""
+                      flow: FlowConfig | None = None,
+                      guidance: GuidanceConfig | None = None) -> Planner:
+        """A planner sharing this one's weights with other sampling/flow/guidance settings."""
         return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert,
                        backend_selection=self.backend_selection, decode=self.decode,
-                       frame_cache=self.frame_cache)
+                       frame_cache=self.frame_cache, guidance=guidance or self.guidance)
 
     def _ms_since(self, start: float) -> float:
         return (device_clock(self.device) - start) * 1e3
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def validate(self, inputs: PlanInputs) -> None:
-        """Raise ValueError naming the field for inputs this model cannot plan from."""
-        images, cams = inputs.images_rgb, self.cfg.images
-        expected = (len(cams.cameras), len(cams.frame_offsets_s))
+    def layout(self, camera_ids: tuple[int, ...] | None = None, route_text: str | None = None,
+               question: str | None = None) -> PromptLayout:
+        """The prompt layout for these 1.5 inputs; ValueError naming the field when the model
+        (R1) or the values do not allow them."""
+        if not self.cfg.is_1_5:
+            for name, value in (("route_text", route_text), ("question", question)):
+                if value is not None:
+                    raise ValueError(f"{name}: {self.cfg.name} is an Alpamayo-R1 model, trained "
+                                     "without navigation text or questions; load an Alpamayo "
+                                     "1.5 checkpoint")
+            if camera_ids is not None and tuple(camera_ids) != self.default_camera_ids:
+                raise ValueError(f"camera_ids: an Alpamayo-R1 model takes its four cameras "
+                                 f"{list(self.default_camera_ids)} only, got {list(camera_ids)}")
+            return PromptLayout()
+        ids = self.default_camera_ids if camera_ids is None else tuple(camera_ids)
+        return PromptLayout(camera_ids=ids, route_text=route_text, question=question)
+
+    def _validate_images(self, images: np.ndarray, layout: PromptLayout) -> None:
+        cams = self.cfg.images
+        n_cams = len(layout.camera_ids or cams.cameras)
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 5:
             raise ValueError("images_rgb: expected a uint8 array (C, F, H, W, 3), got "
                              f"{getattr(images, 'dtype', type(images))} "
                              f"{getattr(images, 'shape', '')}")
+        if layout.camera_ids is not None:  # 1.5: any frames per camera
+            if images.shape[0] != n_cams or images.shape[1] < 1 or images.shape[-1] != 3:
+                raise ValueError(f"images_rgb: expected ({n_cams} cameras for ids "
+                                 f"{list(layout.camera_ids)}, F >= 1 frames, H, W, 3), got "
+                                 f"{images.shape}")
+            return
+        expected = (n_cams, len(cams.frame_offsets_s))
         if images.shape[:2] != expected or images.shape[-1] != 3:
             raise ValueError(f"images_rgb: expected ({expected[0]} cameras, {expected[1]} frames"
                              f", H, W, 3) in {cams.cameras} order, got {images.shape}")
+
+    def validate(self, inputs: PlanInputs) -> None:
+        """Raise ValueError naming the field for inputs this model cannot plan from."""
+        layout = self.layout(inputs.camera_ids, inputs.route_text)
+        self._validate_images(inputs.images_rgb, layout)
+        if self.guidance.enabled and inputs.route_text is None:
+            raise ValueError("route_text: guidance (weight "
+                             f"{self.guidance.weight}) needs a route text; give one or set "
+                             "the guidance weight to 0")
         n = self.cfg.history_tokenizer.num_steps
         xyz, rot = np.asarray(inputs.history_xyz_m), np.asarray(inputs.history_rot)
         if xyz.shape != (n, 3) or rot.shape != (n, 3, 3):
@@ -143,15 +202,19 @@ class Planner:
             raise ValueError(f"history_rot: not rotation matrices (|R R^T - I| = "
                              f"{orthogonality:.2g})")
 
+    def _images(self, images_rgb: np.ndarray) -> ImageInputs:
+        frames = torch.from_numpy(np.ascontiguousarray(images_rgb))  # (C, F, H, W, 3)
+        return preprocess_images(frames.permute(0, 1, 4, 2, 3), self.cfg.images,
+                                 self.cfg.vision, fold_time=True)  # channels-last view
+
     def preprocess(self, inputs: PlanInputs) -> PromptInputs:
         """Images -> patches, history -> 48 tokens, fused into the chat prompt."""
-        frames = torch.from_numpy(np.ascontiguousarray(inputs.images_rgb))  # (C, F, H, W, 3)
-        images = preprocess_images(frames.permute(0, 1, 4, 2, 3), self.cfg.images,
-                                   self.cfg.vision, fold_time=True)  # channels-last view
         xyz = torch.as_tensor(np.asarray(inputs.history_xyz_m), dtype=torch.float32)
         history_ids = self._history_tokenizer.encode(xyz)  # (48,)
-        prompt = build_prompt(self.loaded.tokenizer, self.loaded.token_ids, images, history_ids,
-                              num_history_tokens=self.cfg.history_tokenizer.num_tokens)
+        prompt = build_prompt(self.loaded.tokenizer, self.loaded.token_ids,
+                              self._images(inputs.images_rgb), history_ids,
+                              num_history_tokens=self.cfg.history_tokenizer.num_tokens,
+                              layout=self.layout(inputs.camera_ids, inputs.route_text))
         return _to_device(prompt, self.device, self._model.compute_dtype)
 
     # -- the plan -----------------------------------------------------------------------------
@@ -167,7 +230,8 @@ class Planner:
             inputs: validated by `validate`.
             seed: fixes reasoning sampling and flow noise (when None, a fresh seed from
                 `secrets`: torch's global RNG is neither read nor reseeded).
-            noise: (B, T, 2) flow noise at t=0, overriding the seeded draw.
+            noise: (B, T, 2) flow noise at t=0, overriding the seeded draw (used as given:
+                the noise temperature scales only the seeded draw).
             logits_processor: an HF `LogitsProcessor` applied during reasoning after the
                 `<iN>` mask (constrained or forced decoding, e.g. a fixed reasoning).
             cancel: set from another thread to stop the plan: checked between stages, before
@@ -190,14 +254,29 @@ class Planner:
                                     decode=self.decode, image_features=features,
                                     cancel=cancel)
         timings["prefill"], timings["decode"] = phase1.prefill_s * 1e3, phase1.decode_s * 1e3
+        unguided = None
+        if self.guidance.enabled:
+            mark = device_clock(self.device)
+            check_cancel(cancel, "unguided prefill")
+            unguided = replay_unguided(self._model.vlm,
+                                       without_route(prompt, self.loaded.token_ids), phase1,
+                                       features)
+            timings["unguided_prefill"] = self._ms_since(mark)
         mark = device_clock(self.device)
-        actions = self._flow(phase1, generator, noise, cancel)  # (B, T, 2) normalised
+        actions = self._flow(phase1, generator, noise, unguided, cancel)  # (B, T, 2) normalised
         timings["flow"] = self._ms_since(mark)
         mark = time.perf_counter()
         plan = self._assemble(inputs, phase1, actions)
         timings["trajectory"] = self._ms_since(mark)
         timings["total"] = self._ms_since(start)
-        return dataclasses.replace(plan, timings_ms=timings)
+        return dataclasses.replace(plan, timings_ms=timings, route_text=inputs.route_text or "",
+                                   guidance_weight=self.guidance.weight)
+
+    def _prefix(self, ctx: Phase1Result | UnguidedContext):
+        return self._model.expert.build_prefix(
+            list(zip(ctx.keys, ctx.values, strict=True)),
+            first_position=ctx.future_start_position + 1, n_action=self.cfg.n_waypoints,
+            valid_len=ctx.future_start_index + 1)
 
     def _encode(self, inputs: PlanInputs, prompt: PromptInputs) -> ImageFeatures:
         """Vision features; frames with `frame_keys` seen in recent plans come from the cache."""
@@ -212,31 +291,64 @@ class Planner:
                              prompt.image_grid_thw, keys, self.frame_cache if keys else None)
 
     def _flow(self, phase1: Phase1Result, generator: torch.Generator,
-              noise: torch.Tensor | None, cancel: threading.Event | None) -> torch.Tensor:
-        """(B, T, 2) normalised actions. With `cancel`, the generic sampler runs over the
-        backend's `velocity` so the event is checked before every step (a backend's own
+              noise: torch.Tensor | None, unguided: UnguidedContext | None,
+              cancel: threading.Event | None) -> torch.Tensor:
+        """(B, T, 2) normalised actions; with `unguided`, the CFG field over both prefixes
+        stacked on the batch. With `cancel` (or guidance), the generic sampler runs over a
+        velocity function, so the event is checked before every step (a backend's own
         `sample` fast path, e.g. ONNX Runtime io-binding, has no such hook)."""
         rows, n_act = phase1.sequences.shape[0], self.cfg.n_waypoints
-        prefix = self._model.expert.build_prefix(
-            list(zip(phase1.keys, phase1.values, strict=True)),
-            first_position=phase1.future_start_position + 1, n_action=n_act,
-            valid_len=phase1.future_start_index + 1)
         if noise is None:
             noise = flow_matching.make_noise(rows, n_act, generator=generator,
                                              device=self.device)
+            noise = noise * self.guidance.noise_temperature
         elif tuple(noise.shape) != (rows, n_act, 2):
             raise ValueError(f"noise: expected ({rows}, {n_act}, 2), got {tuple(noise.shape)}")
-        self._expert.bind(prefix)
         noise = noise.to(self.device, torch.float32)
-        if cancel is None:
-            return self._expert.sample(noise, self.flow)
-        self._expert.check_batch(noise)
+        if unguided is None:
+            self._expert.bind(self._prefix(phase1))
+            if cancel is None:
+                return self._expert.sample(noise, self.flow)
+            self._expert.check_batch(noise)
+            field = self._expert.velocity
+        else:
+            self._expert.bind(stack_prefixes(self._prefix(phase1), self._prefix(unguided)))
+            field = GuidedVelocity(self._expert, self.guidance.weight)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             check_cancel(cancel, "flow matching")
-            return self._expert.velocity(x, t)
+            return field(x, t)
 
         return flow_matching.sample(velocity, noise, self.flow)
+
+    @torch.inference_mode()
+    def ask(self, images_rgb: np.ndarray, question: str,
+            camera_ids: tuple[int, ...] | None = None, seed: int | None = None,
+            t0_ns: int = 0, logits_processor: LogitsProcessor | None = None,
+            cancel: threading.Event | None = None) -> Answer:
+        """Alpamayo 1.5 question answering on camera frames (C, F, H, W, 3) uint8.
+
+        Uses this planner's temperature, top-p, greedy, `max_new_tokens` and decode options,
+        one row; `logits_processor` and `cancel` as in `plan`.
+        """
+        layout = self.layout(camera_ids, None, question)
+        self._validate_images(images_rgb, layout)
+        start = time.perf_counter()
+        prompt = _to_device(build_prompt(self.loaded.tokenizer, self.loaded.token_ids,
+                                         self._images(images_rgb), None, layout=layout),
+                            self.device, self._model.compute_dtype)
+        preprocess_ms = self._ms_since(start)
+        check_cancel(cancel, "preprocessing")
+        generator = torch.Generator(self.device)
+        generator.manual_seed(seed if seed is not None else secrets.randbits(63))
+        sampling = dataclasses.replace(self.sampling, num_traj_samples=1, num_traj_sets=1)
+        answer = answer_question(self._model.vlm, prompt, self.loaded.token_ids, sampling,
+                                 self.loaded.tokenizer, generator, logits_processor,
+                                 decode=self.decode, cancel=cancel)
+        timings = {"preprocess": preprocess_ms, **answer.timings_ms,
+                   "total": self._ms_since(start)}
+        return dataclasses.replace(answer, t0_ns=int(t0_ns), model_id=self.model_id,
+                                   timings_ms=timings)
 
     def _assemble(self, inputs: PlanInputs, phase1: Phase1Result,
                   actions: torch.Tensor) -> Plan:

@@ -161,8 +161,11 @@ class _TokenSampler:
     """
 
     def __init__(self, token_ids: TokenIds, sampling: SamplingConfig,
-                 extra_processor: LogitsProcessor | None, generator: torch.Generator | None):
-        self.band = (token_ids.traj_token_start, token_ids.traj_token_end)
+                 extra_processor: LogitsProcessor | None, generator: torch.Generator | None,
+                 mask_traj_tokens: bool = True):
+        """`mask_traj_tokens` False: no `<iN>` mask (1.5 question answering, plain generate)."""
+        self.band = ((token_ids.traj_token_start, token_ids.traj_token_end) if mask_traj_tokens
+                     else (0, 0))
         self.greedy = sampling.greedy
         self.extra = extra_processor
         self.temperature, self.top_p = sampling.temperature, sampling.top_p
@@ -182,10 +185,12 @@ class _TokenSampler:
 def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
             prompt_len: int, first_position: int, sample: _TokenSampler, token_ids: TokenIds,
             options: DecodeOptions, graph: GraphedDecodeStep | None = None,
-            cancel: threading.Event | None = None) -> int:
+            cancel: threading.Event | None = None,
+            stop_after_future_start: bool = True) -> int:
     """Sample into `seqs[:, prompt_len:]` until every row is done; returns tokens generated.
 
-    A row is done one token after its `<|traj_future_start|>` or at `<|im_end|>`; done rows get
+    A row is done one token after its `<|traj_future_start|>` (unless
+    `stop_after_future_start` is False: question answering) or at `<|im_end|>`; done rows get
     pad (and pad is still fed, as HF generate does). The last token is never fed to the model.
     Stop conditions stay on the device; the host reads them every `stop_check_every` tokens
     (tokens decoded past the stop are discarded: the caller keeps `n` tokens and `n - 1` cache
@@ -193,6 +198,7 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
     `cancel` is checked before every token (`PlanCancelled`): the host-side event costs no
     device synchronisation.
     """
+    stop_id = token_ids.traj_future_start if stop_after_future_start else -1
     rows, device = seqs.shape[0], seqs.device
     max_new = seqs.shape[1] - prompt_len
     done = torch.zeros(rows, dtype=torch.bool, device=device)
@@ -208,7 +214,7 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
         nxt = torch.where(done, pad, sample(seqs[:, :at], logits))  # (B,)
         seqs[:, at] = nxt
         done |= seen_stop | (nxt == token_ids.im_end)
-        seen_stop |= nxt == token_ids.traj_future_start
+        seen_stop |= nxt == stop_id
         all_done[i] = done.all()
         if (i + 1) % check_every == 0 or i == max_new - 1:
             finished = all_done[:i + 1]

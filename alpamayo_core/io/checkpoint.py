@@ -83,10 +83,27 @@ def check_keys(mapping: dict[str, str], expected: Iterable[str], folder: Path) -
             "(wrong model preset or config.json?)")
 
 
+def non_persistent_buffer_keys(module: torch.nn.Module) -> frozenset[str]:
+    """State-dict-style names of `module`'s non-persistent buffers (never saved or read)."""
+    return frozenset(f"{prefix}.{name}" if prefix else name
+                     for prefix, sub in module.named_modules()
+                     for name in getattr(sub, "_non_persistent_buffers_set", ()))
+
+
 def load_into(module: torch.nn.Module, model_dir: str | Path) -> None:
-    """Copy a folder's tensors into `module` (strict: every key, exact shapes)."""
+    """Copy a folder's tensors into `module` (strict: every key, exact shapes).
+
+    Keys naming one of `module`'s non-persistent buffers are skipped, not errors: an Alpamayo
+    1.5 model rebuilds its statistics and Fourier frequencies from the config, so it reads an R1
+    folder (which stores them) as the 1.5 code does, ignoring the stored values.
+    """
     folder = Path(model_dir)
     mapping = weight_map(folder)
+    skipped = sorted(set(mapping) & non_persistent_buffer_keys(module))
+    if skipped:
+        LOG.info("%s: not reading %d stored buffers the model rebuilds from its config: %s",
+                 folder, len(skipped), skipped)
+        mapping = {k: v for k, v in mapping.items() if k not in skipped}
     targets = module.state_dict(keep_vars=True)
     check_keys(mapping, targets, folder)
     for shard, keys in _by_shard(mapping).items():

@@ -25,6 +25,8 @@ from typing import Any
 
 from alpamayo_core.model.config import (
     KNOWN_VLMS,
+    VARIANT_1_5,
+    VARIANT_R1,
     ActionInProjConfig,
     ActionSpaceConfig,
     ExpertConfig,
@@ -36,6 +38,12 @@ from alpamayo_core.model.config import (
     TokenConfig,
     VisionConfig,
 )
+
+#: config.json `model_type` and `architectures` of each variant, and its `_target_` package.
+_VARIANT_KEYS = {
+    VARIANT_R1: ("alpamayo_r1", "AlpamayoR1", "alpamayo_r1"),
+    VARIANT_1_5: ("alpamayo1_5", "Alpamayo1_5", "alpamayo1_5"),
+}
 
 # `_target_` class names of the release -> the part of our config they describe.
 _TARGETS = {
@@ -51,18 +59,43 @@ _TARGETS = {
 #: argument, so it cannot sit in diffusion_cfg).
 _SIGMA_MIN_KEY = "flow_sigma_min"
 
+#: `_target_` module paths; `{pkg}` is the variant's package (`alpamayo_r1` / `alpamayo1_5`).
 _MODULE_PATHS = {
-    "action_in_proj_cfg": "alpamayo_r1.models.action_in_proj.PerWaypointActionInProjV2",
+    "action_in_proj_cfg": "{pkg}.models.action_in_proj.PerWaypointActionInProjV2",
     "action_out_proj_cfg": "torch.nn.Linear",
     "action_space_cfg": (
-        "alpamayo_r1.action_space.unicycle_accel_curvature.UnicycleAccelCurvatureActionSpace"
+        "{pkg}.action_space.unicycle_accel_curvature.UnicycleAccelCurvatureActionSpace"
     ),
-    "diffusion_cfg": "alpamayo_r1.diffusion.flow_matching.FlowMatching",
-    "hist_traj_tokenizer_cfg": "alpamayo_r1.models.delta_tokenizer.DeltaTrajectoryTokenizer",
-    "traj_tokenizer_cfg": (
-        "alpamayo_r1.action_space.discrete_action_space.DiscreteTrajectoryTokenizer"
-    ),
+    "diffusion_cfg": "{pkg}.diffusion.flow_matching.FlowMatching",
+    "hist_traj_tokenizer_cfg": "{pkg}.models.delta_tokenizer.DeltaTrajectoryTokenizer",
+    "traj_tokenizer_cfg": "{pkg}.action_space.discrete_action_space.DiscreteTrajectoryTokenizer",
 }
+
+
+def detect_variant(raw: dict[str, Any]) -> str:
+    """The variant a config.json describes: `model_type`, else `architectures`, else R1.
+
+    `_target_` sections are matched by class name, so they never decide the variant (both
+    packages' prefixes load). Unknown or contradicting values are errors.
+    """
+    by_type = {keys[0]: v for v, keys in _VARIANT_KEYS.items()}
+    by_arch = {keys[1]: v for v, keys in _VARIANT_KEYS.items()}
+    model_type, archs = raw.get("model_type"), list(raw.get("architectures") or [])
+    if model_type is not None and model_type not in by_type:
+        raise ValueError(f"config.json model_type = {model_type!r} is not an Alpamayo model; "
+                         f"expected one of {sorted(by_type)}")
+    from_archs = {by_arch[a] for a in archs if a in by_arch}
+    if archs and not from_archs:
+        raise ValueError(f"config.json architectures = {archs} names no Alpamayo model; "
+                         f"expected one of {sorted(by_arch)}")
+    if len(from_archs) > 1 or (model_type and from_archs and by_type[model_type] not in
+                               from_archs):
+        raise ValueError(f"config.json model_type = {model_type!r} and architectures = {archs} "
+                         "disagree; fix one of them (alpamayo-recipes' convert_checkpoint "
+                         "rewrites both)")
+    if model_type is not None:
+        return by_type[model_type]
+    return from_archs.pop() if from_archs else VARIANT_R1
 
 
 def _target_section(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -229,11 +262,12 @@ def parse_config(raw: dict[str, Any], vlm_config: dict[str, Any] | None = None,
         action_space=space, flow=flow, history_tokenizer=_history_tokenizer(raw),
         tokens=_token_config(raw), images=images,
         vlm_name_or_path=str(raw.get("vlm_name_or_path", "Qwen/Qwen3-VL-8B-Instruct")),
-        dtype=dtype, stats_dtype=str(raw.get("stats_dtype", "auto")))
+        dtype=dtype, stats_dtype=str(raw.get("stats_dtype", "auto")),
+        variant=detect_variant(raw))
 
 
-def _with_target(key: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"_target_": _MODULE_PATHS[key], **body}
+def _with_target(key: str, body: dict[str, Any], variant: str) -> dict[str, Any]:
+    return {"_target_": _MODULE_PATHS[key].format(pkg=_VARIANT_KEYS[variant][2]), **body}
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -246,23 +280,24 @@ def _target_sections(cfg: ModelConfig) -> dict[str, dict[str, Any]]:
     space = _plain(cfg.action_space)
     space["dt"] = space.pop("dt_s")
     hist = cfg.history_tokenizer
+    v = cfg.variant
     return {
-        "action_in_proj_cfg": _with_target("action_in_proj_cfg", _plain(cfg.action_in_proj)),
-        "action_out_proj_cfg": _with_target("action_out_proj_cfg", {}),
-        "action_space_cfg": _with_target("action_space_cfg", space),
+        "action_in_proj_cfg": _with_target("action_in_proj_cfg", _plain(cfg.action_in_proj), v),
+        "action_out_proj_cfg": _with_target("action_out_proj_cfg", {}, v),
+        "action_space_cfg": _with_target("action_space_cfg", space, v),
         "diffusion_cfg": _with_target("diffusion_cfg", {
             "int_method": cfg.flow.solver, "num_inference_steps": cfg.flow.num_steps,
-            "x_dims": "???"}),
+            "x_dims": "???"}, v),
         "hist_traj_tokenizer_cfg": _with_target("hist_traj_tokenizer_cfg", {
             "ego_xyz_min": list(hist.dims_min), "ego_xyz_max": list(hist.dims_max),
-            "num_bins": hist.num_bins, "predict_yaw": False}),
+            "num_bins": hist.num_bins, "predict_yaw": False}, v),
         # The class instantiates its own action_space_cfg: Hydra must pass it as a config.
         "traj_tokenizer_cfg": _with_target("traj_tokenizer_cfg", {
             "_recursive_": False,
-            "action_space_cfg": _with_target("action_space_cfg", dict(space)),
+            "action_space_cfg": _with_target("action_space_cfg", dict(space), v),
             "dims_min": list(cfg.tokens.future_dims_min),
             "dims_max": list(cfg.tokens.future_dims_max),
-            "num_bins": cfg.tokens.future_num_bins}),
+            "num_bins": cfg.tokens.future_num_bins}, v),
     }
 
 
@@ -275,8 +310,9 @@ def to_released_json(cfg: ModelConfig, extra: dict[str, Any] | None = None) -> d
     expert = {k: v for k, v in _plain(cfg.expert).items() if k != "non_causal"}
     if not expert["layer_map"]:
         expert.pop("layer_map")
+    model_type, arch, _ = _VARIANT_KEYS[cfg.variant]
     raw = {
-        "architectures": ["AlpamayoR1"], "model_type": "alpamayo_r1", "name": cfg.name,
+        "architectures": [arch], "model_type": model_type, "name": cfg.name,
         "vlm_name_or_path": cfg.vlm_name_or_path, "vlm_config": vlm_to_hf(cfg.text, cfg.vision),
         "vocab_size": cfg.text.vocab_size, "model_dtype": cfg.dtype,
         "attn_implementation": "sdpa", "stats_dtype": cfg.stats_dtype,

@@ -66,7 +66,7 @@ def checked_token_ids(tokenizer: PreTrainedTokenizerBase, cfg: ModelConfig,
     """Extend `tokenizer` if needed (in place), resolve its ids and check them against `cfg`
     (and against the released layout for the released vocabulary size)."""
     if "<i0>" not in tokenizer.get_vocab():
-        extend_tokenizer(tokenizer, cfg.tokens)
+        extend_tokenizer(tokenizer, cfg.tokens, cfg.variant)
     ids = TokenIds.from_tokenizer(tokenizer, cfg.tokens)
     if ids.vocab_size != cfg.text.vocab_size:
         raise ValueError(f"tokenizer from {source} has {ids.vocab_size} tokens once extended, "

@@ -33,10 +33,28 @@ class FourierFeatures(nn.Module):
 
     freqs: torch.Tensor
 
-    def __init__(self, num_feats: int, max_freq: float, dtype: torch.dtype):
+    def __init__(self, num_feats: int, max_freq: float, dtype: torch.dtype,
+                 persistent: bool = True):
+        """`persistent` False (Alpamayo 1.5): the frequencies are not in the state dict and are
+        computed directly in `dtype` (`reset_buffers` after materialising a meta model)."""
         super().__init__()
-        freqs = torch.logspace(0.0, math.log10(max_freq), num_feats // 2, dtype=torch.float64)
-        self.register_buffer("freqs", freqs.to(dtype)[None])  # (1, F/2)
+        self._grid = (num_feats // 2, math.log10(max_freq))
+        self.register_buffer("freqs", self._compute(dtype, persistent), persistent=persistent)
+
+    def _compute(self, dtype: torch.dtype, from_float64: bool,
+                 device: torch.device | None = None) -> torch.Tensor:
+        """(1, F/2) log-spaced grid in `dtype`: R1 rounds the float64 grid to its stored dtype,
+        1.5 builds the grid in the load dtype (fp32: not bf16-rounded)."""
+        n, log_max = self._grid
+        if from_float64:
+            return torch.logspace(0.0, log_max, n, dtype=torch.float64,
+                                  device=device).to(dtype)[None]
+        return torch.logspace(0.0, log_max, n, dtype=dtype, device=device)[None]
+
+    def reset_buffers(self) -> None:
+        """Recompute non-persistent frequencies (garbage after `to_empty`) in their dtype."""
+        if "freqs" in self._non_persistent_buffers_set:
+            self.freqs = self._compute(self.freqs.dtype, False, self.freqs.device)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """(...) -> (...) + (F,) float32."""
@@ -64,13 +82,14 @@ class ActionInProj(nn.Module):
     """Per-waypoint Fourier features of (accel, curvature, t) -> MLP -> LayerNorm tokens."""
 
     def __init__(self, cfg: ActionInProjConfig, out_dim: int,
-                 freqs_dtype: str | torch.dtype = "bfloat16"):
+                 freqs_dtype: str | torch.dtype = "bfloat16", persistent_freqs: bool = True):
         super().__init__()
         dtype = freqs_dtype if isinstance(freqs_dtype, torch.dtype) else getattr(torch,
                                                                                  freqs_dtype)
         n, f_max = cfg.num_fourier_feats, cfg.max_freq
-        self.sinus = nn.ModuleList([FourierFeatures(n, f_max, dtype) for _ in range(2)])
-        self.timestep_fourier_encoder = FourierFeatures(n, f_max, dtype)
+        self.sinus = nn.ModuleList([FourierFeatures(n, f_max, dtype, persistent_freqs)
+                                    for _ in range(2)])
+        self.timestep_fourier_encoder = FourierFeatures(n, f_max, dtype, persistent_freqs)
         self.encoder = MLPEncoder(3 * n, cfg.hidden_size, out_dim, cfg.num_enc_layers)
         self.norm = nn.LayerNorm(out_dim, eps=_LAYER_NORM_EPS)
 

@@ -149,12 +149,24 @@ class UnicycleActionSpace(nn.Module):
     curvature_mean: torch.Tensor
     curvature_std: torch.Tensor
 
-    def __init__(self, cfg: ActionSpaceConfig, stats_dtype: str | torch.dtype = "bfloat16"):
+    def __init__(self, cfg: ActionSpaceConfig, stats_dtype: str | torch.dtype = "bfloat16",
+                 persistent: bool = True):
+        """`persistent` False (Alpamayo 1.5): the statistics are not in the state dict; they
+        come from `cfg` only (`reset_buffers` after materialising a meta model)."""
         super().__init__()
         self.cfg = cfg
         dtype = _as_dtype(stats_dtype)
         for name in _STAT_NAMES:
-            self.register_buffer(name, torch.tensor(getattr(cfg, name), dtype=dtype))
+            self.register_buffer(name, torch.tensor(getattr(cfg, name), dtype=dtype),
+                                 persistent=persistent)
+
+    def reset_buffers(self) -> None:
+        """Recompute non-persistent statistics (garbage after `to_empty`) from the config."""
+        for name in _STAT_NAMES:
+            if name in self._non_persistent_buffers_set:
+                old = getattr(self, name)
+                setattr(self, name, torch.tensor(getattr(self.cfg, name), dtype=old.dtype,
+                                                 device=old.device))
 
     @property
     def n_waypoints(self) -> int:

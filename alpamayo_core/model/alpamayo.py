@@ -13,6 +13,8 @@ statistics take `cfg.effective_stats_dtype` (the load dtype unless overridden: f
 the config's values, bf16 load rounds them), and the Fourier frequencies take `cfg.expert.dtype`
 (the release's `expert_cfg.dtype`, bf16, which the reference casts its action heads to at every
 load dtype). Never call `.to(dtype)` on the whole model: it would cast those buffers too.
+Alpamayo 1.5 (`cfg.variant`) differs only there: both are non-persistent (not saved, not read
+from a checkpoint) and rebuilt from the config in the load dtype (`cfg.freqs_dtype`).
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ class AlpamayoR1(nn.Module):
         self.vlm = build_vlm(cfg, token_ids)
         self.expert = Expert(cfg)
         self.action_in_proj = ActionInProj(cfg.action_in_proj, cfg.expert.hidden_size,
-                                           cfg.expert.dtype)
+                                           cfg.freqs_dtype, cfg.buffers_persistent)
         self.action_out_proj = make_action_out_proj(cfg.expert.hidden_size)
-        self.action_space = UnicycleActionSpace(cfg.action_space, cfg.effective_stats_dtype)
+        self.action_space = UnicycleActionSpace(cfg.action_space, cfg.effective_stats_dtype,
+                                                cfg.buffers_persistent)
 
     def denoise_step(self) -> DenoiseStep:
         """The exported unit: one velocity evaluation over an explicit prefix."""
@@ -69,7 +72,9 @@ def reset_nonpersistent_buffers(model: nn.Module) -> None:
         missing = getattr(module, "_non_persistent_buffers_set", set())
         if not missing:
             continue
-        if hasattr(module, "rope_init_fn") and hasattr(module, "config"):
+        if hasattr(module, "reset_buffers"):  # 1.5 statistics and Fourier frequencies
+            module.reset_buffers()
+        elif hasattr(module, "rope_init_fn") and hasattr(module, "config"):
             inv_freq, _ = module.rope_init_fn(module.config, module.inv_freq.device)
             module.inv_freq = inv_freq
             module.original_inv_freq = inv_freq

@@ -24,6 +24,10 @@ _DTYPES = ("float32", "bfloat16", "float16")
 #: `stats_dtype` values: `auto` = the load dtype, as the reference (its action-space buffers are
 #: created under the load dtype and never cast).
 _STATS_DTYPES = ("auto", *_DTYPES)
+#: Model variants (config.json `model_type`): one network, two prompt/sampler profiles.
+VARIANT_R1 = "alpamayo_r1"
+VARIANT_1_5 = "alpamayo1_5"
+VARIANTS = (VARIANT_R1, VARIANT_1_5)
 
 
 def _require(cond: bool, name: str, msg: str) -> None:
@@ -262,7 +266,13 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to build an Alpamayo-R1 model."""
+    """Everything needed to build an Alpamayo model (R1 or 1.5: same network, `variant`).
+
+    `variant` (`alpamayo_r1` | `alpamayo1_5`, config.json's `model_type`) selects what differs:
+    the prompt (1.5: camera headers, route and question spans), the sampler (1.5: guidance,
+    noise temperature) and the buffers (1.5 rebuilds the action-space statistics and the
+    Fourier frequencies at load time in the load dtype and never reads them from a checkpoint).
+    """
 
     name: str
     text: TextConfig
@@ -277,8 +287,10 @@ class ModelConfig:
     vlm_name_or_path: str = "Qwen/Qwen3-VL-8B-Instruct"
     dtype: str = "bfloat16"
     stats_dtype: str = "auto"
+    variant: str = VARIANT_R1
 
     def __post_init__(self) -> None:
+        _require(self.variant in VARIANTS, "variant", f"must be one of {VARIANTS}")
         _require(self.dtype in _DTYPES, "dtype", f"must be one of {_DTYPES}")
         _require(self.stats_dtype in _STATS_DTYPES, "stats_dtype",
                  f"must be one of {_STATS_DTYPES}")
@@ -311,6 +323,23 @@ class ModelConfig:
         """dtype of the action-space statistics: `stats_dtype`, or the load dtype for `auto`
         (fp32 load: the config's values; bf16 load: bf16-rounded, as in the reference)."""
         return self.dtype if self.stats_dtype == "auto" else self.stats_dtype
+
+    @property
+    def is_1_5(self) -> bool:
+        """True for the Alpamayo 1.5 variant (route, guidance, questions, camera headers)."""
+        return self.variant == VARIANT_1_5
+
+    @property
+    def buffers_persistent(self) -> bool:
+        """R1 stores and reads the action-space statistics and Fourier frequencies; 1.5 does
+        not (non-persistent buffers rebuilt from the config at load time)."""
+        return not self.is_1_5
+
+    @property
+    def freqs_dtype(self) -> str:
+        """dtype of the Fourier frequencies: R1 casts them to `expert.dtype` (bf16 in the
+        release) at every load dtype; 1.5 builds them in the load dtype (fp32 load: exact)."""
+        return self.dtype if self.is_1_5 else self.expert.dtype
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -400,7 +429,19 @@ def _tiny() -> ModelConfig:
     )
 
 
-PRESETS = {"alpamayo-r1-10b": _r1_10b, "seed-2b": _seed_2b, "tiny": _tiny}
+def _a15_10b() -> ModelConfig:
+    """Alpamayo 1.5 (`nvidia/Alpamayo-1.5-10B`): R1's network and weights layout, 1.5 profile."""
+    return _r1_10b().replace(name="alpamayo-1.5-10b", variant=VARIANT_1_5,
+                             vlm_name_or_path="nvidia/Cosmos-Reason2-8B")
+
+
+def _tiny_1_5() -> ModelConfig:
+    """The tiny preset with the 1.5 profile (tests of the 1.5 prompt and sampler)."""
+    return _tiny().replace(name="tiny-1.5", variant=VARIANT_1_5)
+
+
+PRESETS = {"alpamayo-r1-10b": _r1_10b, "alpamayo-1.5-10b": _a15_10b, "seed-2b": _seed_2b,
+           "tiny": _tiny, "tiny-1.5": _tiny_1_5}
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:

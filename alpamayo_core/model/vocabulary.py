@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from alpamayo_core.model.config import RELEASED_VOCAB_SIZE, TokenConfig
+from alpamayo_core.model.config import (
+    RELEASED_VOCAB_SIZE,
+    VARIANT_1_5,
+    VARIANT_R1,
+    VARIANTS,
+    TokenConfig,
+)
 
 #: Special-token keys in the released order; each becomes the string `<|{key}|>`.
 SPECIAL_TOKEN_KEYS: tuple[str, ...] = (
@@ -31,6 +37,25 @@ SPECIAL_TOKEN_KEYS: tuple[str, ...] = (
 )
 SPECIAL_TOKENS: tuple[str, ...] = tuple(f"<|{k}|>" for k in SPECIAL_TOKEN_KEYS)
 
+#: Alpamayo 1.5 renamed eight reserved slots (same ids); its meta-action tags are gone, so a
+#: 1.5 model never yields a meta-action text.
+RENAMED_1_5: dict[str, str] = {
+    "image_pre_tkn": "_padding_0", "traj_history_pre_tkn": "_padding_1",
+    "meta_action_start": "_padding_2", "meta_action_end": "_padding_3",
+    "traj_future_pre_tkn": "_padding_4", "vectorized_wm": "_padding_5",
+    "vectorized_wm_start": "_padding_6", "vectorized_wm_end": "_padding_7",
+    "vectorized_wm_pre_tkn": "_padding_8",
+}
+
+
+def special_tokens(variant: str = VARIANT_R1) -> tuple[str, ...]:
+    """The 29 special strings of `variant` in the released order (1.5: renamed slots)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    renames = RENAMED_1_5 if variant == VARIANT_1_5 else {}
+    return tuple(f"<|{renames.get(k, k)}|>" for k in SPECIAL_TOKEN_KEYS)
+
+
 #: Ids of the released vocabulary (reference §3), checked by `TokenIds.check_released_layout`.
 RELEASED_IDS: dict[str, int] = {
     "vocab_size": RELEASED_VOCAB_SIZE,
@@ -40,7 +65,9 @@ RELEASED_IDS: dict[str, int] = {
     "prompt_start": 155669, "traj_history_start": 155674, "traj_history_end": 155676,
     "cot_start": 155677, "cot_end": 155678, "meta_action_start": 155679,
     "meta_action_end": 155680, "traj_future_start": 155681, "traj_future_end": 155683,
-    "traj_history": 155684, "traj_future": 155685, "answer_start": 155695, "answer_end": 155696,
+    "traj_history": 155684, "traj_future": 155685, "route_start": 155690, "route_end": 155692,
+    "question_start": 155693, "question_end": 155694, "answer_start": 155695,
+    "answer_end": 155696,
 }
 
 
@@ -49,17 +76,18 @@ def traj_token(i: int) -> str:
     return f"<i{i}>"
 
 
-def extend_tokenizer(base_tokenizer, cfg: TokenConfig):
+def extend_tokenizer(base_tokenizer, cfg: TokenConfig, variant: str = VARIANT_R1):
     """Add `<i0>..<i{n-1}>` (normal tokens) then the special strings (special tokens), in place.
 
-    Mirrors the reference's extension order so the ids match the released vocabulary. Returns
-    the same tokenizer object for chaining.
+    Mirrors the reference's extension order so the ids match the released vocabulary; the
+    special strings are `variant`'s (`special_tokens`). Returns the same tokenizer object for
+    chaining.
     """
     vocab = base_tokenizer.get_vocab()
     if traj_token(0) in vocab:
         raise ValueError("extend_tokenizer: tokenizer already holds <i0>; it is extended already")
     base_tokenizer.add_tokens([traj_token(i) for i in range(cfg.traj_vocab_size)])
-    new_special = [t for t in SPECIAL_TOKENS if t not in vocab]
+    new_special = [t for t in special_tokens(variant) if t not in vocab]
     base_tokenizer.add_tokens(new_special, special_tokens=True)
     return base_tokenizer
 
@@ -92,6 +120,10 @@ class TokenIds:
     meta_action_end: int
     answer_start: int
     answer_end: int
+    route_start: int
+    route_end: int
+    question_start: int
+    question_end: int
     traj_token_start: int
     hist_token_start: int
     traj_token_end: int
@@ -114,16 +146,22 @@ class TokenIds:
                 raise ValueError(f"tokenizer has no {tok!r}: extend it with extend_tokenizer()")
             return vocab[tok]
 
+        def slot(key: str) -> int:  # R1 name, else the 1.5 name of the same slot
+            r1 = f"<|{key}|>"
+            return tid(r1 if r1 in vocab or key not in RENAMED_1_5
+                       else f"<|{RENAMED_1_5[key]}|>")
+
         start = tid(traj_token(0))
         last = tid(traj_token(cfg.traj_vocab_size - 1))
         if last != start + cfg.traj_vocab_size - 1:
             raise ValueError(f"<iN> ids are not contiguous: <i0>={start}, "
                              f"<i{cfg.traj_vocab_size - 1}>={last}")
-        named = {k: tid(f"<|{k}|>") for k in (
+        named = {k: slot(k) for k in (
             "image_pad", "video_pad", "vision_start", "vision_end", "prompt_start",
             "traj_history", "traj_history_start", "traj_history_end", "traj_future",
             "traj_future_start", "traj_future_end", "cot_start", "cot_end",
-            "meta_action_start", "meta_action_end", "answer_start", "answer_end")}
+            "meta_action_start", "meta_action_end", "answer_start", "answer_end",
+            "route_start", "route_end", "question_start", "question_end")}
         return cls(vocab_size=len(tokenizer), pad=tid("<|endoftext|>"), im_end=tid("<|im_end|>"),
                    traj_token_start=start, hist_token_start=start + cfg.future_num_bins,
                    traj_token_end=start + cfg.traj_vocab_size, **named)

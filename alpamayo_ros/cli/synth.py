@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera-rate", type=float, default=10.0, help="camera rate in Hz")
     parser.add_argument("--jpeg-quality", type=int, default=90)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--route", default="",
+                        help='Alpamayo 1.5 navigation text stored on /alpamayo/route at the '
+                        'start, e.g. "Turn left in 50m" before the curve_left junction')
     return parser
 
 
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             camera_rate_hz=args.camera_rate,
             seed=args.seed,
         )
-        options = BagWriteOptions(args.storage, args.compressed, args.jpeg_quality)
+        options = BagWriteOptions(args.storage, args.compressed, args.jpeg_quality,
+                                  route_text=args.route)
         drive = SyntheticDrive(config)
         start = time.perf_counter()
         with tqdm(total=drive.num_events(), unit="msg", desc=f"{args.scene} -> bag") as bar:

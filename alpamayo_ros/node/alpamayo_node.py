@@ -16,7 +16,8 @@ stalled planner is still reported.
 
 Topics (node-relative): ~/plan (alpamayo/DrivingPlan), ~/trajectory (nav_msgs/Path, selected
 sample), ~/history (nav_msgs/Path, the ego history the model was given), ~/reasoning
-(std_msgs/String), ~/markers (MarkerArray), /diagnostics (DiagnosticArray).
+(std_msgs/String), ~/markers (MarkerArray), /diagnostics (DiagnosticArray). Alpamayo 1.5:
+~/route in (std_msgs/String) and the ~/ask service (`navigation_node`).
 
 The planner comes from `planner_loader(params)` (default: `pipeline.load_planner`, the model
 folder in `model_dir`); pass another loader to wrap or replace it (tests inject a failing one).
@@ -47,6 +48,8 @@ from alpamayo_ros.node import messages, plan_step
 from alpamayo_ros.node import params as node_params
 from alpamayo_ros.node.camera_buffer import CameraBuffer
 from alpamayo_ros.node.ego_history import EgoHistoryBuffer
+from alpamayo_ros.node.navigation import RouteState
+from alpamayo_ros.node.navigation_node import NavigationMixin
 from alpamayo_ros.node.node_status import (
     ClockWatch,
     NodeStatus,
@@ -64,12 +67,12 @@ _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.
 #: How long teardown waits for a cancelled plan (it stops at its next token or flow step).
 _CANCEL_WAIT_S = 1.5
 _SAMPLING_PARAMS = ("temperature", "top_p", "max_generation_tokens", "num_traj_samples",
-                    "num_flow_steps")
+                    "num_flow_steps", "noise_temperature")
 _OUTPUTS = {"plan": DrivingPlan, "trajectory": Path, "history": Path, "reasoning": String,
             "markers": MarkerArray}
 
 
-class AlpamayoNode(LifecycleNode):
+class AlpamayoNode(NavigationMixin, LifecycleNode):
     """Managed node running the Alpamayo planner on camera images and odometry."""
 
     def __init__(self, node_name: str = "alpamayo", *,
@@ -96,6 +99,7 @@ class AlpamayoNode(LifecycleNode):
         self._reason_log = ReasonLog()
         self._clock_watch = ClockWatch()
         self.status = NodeStatus()
+        self._init_navigation()
         super().__init__(node_name, **kwargs)
         node_params.declare_parameters(self)
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -190,12 +194,20 @@ class AlpamayoNode(LifecycleNode):
         if params.warmup_on_configure:
             start = time.perf_counter()
             cfg = planner.cfg
+            ids = tuple(i for i, _ in params.cameras_by_id) if cfg.is_1_5 else None
             planner.plan(_blank_inputs(len(params.camera_names), cfg.images.frame_offsets_s,
-                                       cfg.history_tokenizer.num_steps), seed=0)
+                                       cfg.history_tokenizer.num_steps, ids), seed=0)
             self.get_logger().info(f"warm-up plan took {time.perf_counter() - start:.1f} s")
         return planner
 
     def _check_planner(self, params: NodeParams) -> None:
+        ids = tuple(i for i, _ in params.cameras_by_id)
+        if self._planner.cfg.is_1_5:
+            return  # any 1-7 cameras (camera_ids validated with the parameters)
+        if ids != self._planner.default_camera_ids:
+            raise ValueError(f"an Alpamayo-R1 model takes camera ids "
+                             f"{list(self._planner.default_camera_ids)}, camera_ids has "
+                             f"{list(params.camera_ids)}")
         want = len(self._planner.cfg.images.cameras)
         if len(params.camera_names) != want:
             raise ValueError(f"the model takes {want} cameras, camera_names has "
@@ -203,7 +215,9 @@ class AlpamayoNode(LifecycleNode):
 
     def _create_buffers(self, params: NodeParams) -> None:
         self._cameras, self._odometry = make_buffers(params, self._planner.cfg)
-        self._plan_step = PlanStep(self._planner, self._cameras, self._odometry, params)
+        self._route = RouteState()  # a new configure starts without a route
+        self._plan_step = PlanStep(self._planner, self._cameras, self._odometry, params,
+                                   route=self._route)
 
     def _create_io(self, params: NodeParams) -> None:
         for name, msg_type in _OUTPUTS.items():
@@ -220,6 +234,7 @@ class AlpamayoNode(LifecycleNode):
             clock=Clock(clock_type=ClockType.STEADY_TIME))))
         if params.camera_qos == "auto":
             self._entities.append(("timer", self.create_timer(1.0, self._recheck_camera_qos)))
+        self._create_navigation_io(params)
 
     # -- subscriptions (cheap: append to buffers, never decode or block) -----------------------
     def _on_odometry(self, msg: Odometry) -> None:
@@ -299,6 +314,7 @@ class AlpamayoNode(LifecycleNode):
             camera_reliability={k: v.name for k, v in self._camera_reliability.items()},
             backend_selection=self._planner.backend_selection,
             clock_advancing=clock_advancing)
+        statuses.append(self._navigation_diagnostic(now_ns))
         stamp_ns = now_ns if clock_advancing else time.time_ns()
         self._pubs["diagnostics"].publish(messages.diagnostic_array(stamp_ns, statuses))
 
@@ -330,8 +346,9 @@ class AlpamayoNode(LifecycleNode):
         self.status = NodeStatus()
 
 
-def _blank_inputs(num_cameras: int, offsets_s: tuple[float, ...], num_poses: int) -> PlanInputs:
+def _blank_inputs(num_cameras: int, offsets_s: tuple[float, ...], num_poses: int,
+                  camera_ids: tuple[int, ...] | None = None) -> PlanInputs:
     """Grey 1080p frames at standstill: a realistic-size warm-up request."""
     images = np.full((num_cameras, len(offsets_s), 1080, 1920, 3), 128, dtype=np.uint8)
     return PlanInputs(images_rgb=images, history_xyz_m=np.zeros((num_poses, 3)),
-                      history_rot=np.tile(np.eye(3), (num_poses, 1, 1)))
+                      history_rot=np.tile(np.eye(3), (num_poses, 1, 1)), camera_ids=camera_ids)

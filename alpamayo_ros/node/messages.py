@@ -163,6 +163,7 @@ def plan_to_driving_plan(
     ]
     msg.model_id, msg.backend = plan.model_id, plan.backend
     msg.num_generated_tokens = int(plan.num_generated_tokens)
+    msg.route_text, msg.guidance_weight = plan.route_text, float(plan.guidance_weight)
     return msg
 
 
@@ -276,7 +277,8 @@ def plan_to_markers(
     text.pose.position.z = float(start[2]) + style.text_offset_z_m
     text.scale.z = style.text_height_m
     text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
-    lines = [_text(plan.meta_action, plan.selected), _text(plan.cot, plan.selected)]
+    route = f"route: {plan.route_text}" if plan.route_text else ""
+    lines = [route, _text(plan.meta_action, plan.selected), _text(plan.cot, plan.selected)]
     text.text = (
         "\n".join(textwrap.fill(line, style.text_wrap_chars) for line in lines if line)
         or "(no reasoning)"

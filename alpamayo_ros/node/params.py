@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from alpamayo_core.inputs.cameras import DEFAULT_CAMERA_IDS, check_camera_ids
 from alpamayo_core.model.config import ImageConfig
 
 if TYPE_CHECKING:
@@ -100,6 +101,11 @@ class NodeParams:
     # --- cameras ---
     camera_names: tuple[str, ...] = _param(
         DEFAULT_CAMERAS, "Camera names in the model's camera order")
+    camera_ids: tuple[int, ...] = _param(
+        DEFAULT_CAMERA_IDS, "Alpamayo camera id (0 front left, 1 front, 2 front right, 3 rear "
+        "left, 4 rear, 5 rear right, 6 front tele) of each camera, same order as camera_names; "
+        "unique; the node orders the cameras by id. Alpamayo 1.5: any 1-7 cameras; R1: its "
+        "four (0, 1, 2, 6)")
     camera_topics: tuple[str, ...] = _param(
         tuple(f"/cameras/{name}/image_raw" for name in DEFAULT_CAMERAS),
         "Image topic per camera (same order as camera_names); with compressed transport the "
@@ -123,6 +129,18 @@ class NodeParams:
         0.25, "Largest time (s) a camera or odometry stamp may be ahead of the node clock; "
         "beyond it the plan is INVALID (sensor clock or use_sim_time wrong)",
         read_only=False, float_range=(0.0, 10.0))
+    # --- Alpamayo 1.5: navigation text and sampler ---
+    route_max_age_s: float = _param(
+        60.0, "A route text on ~/route older than this (s, node clock since it was received) "
+        "is dropped with a diagnostic until a new one arrives", read_only=False,
+        float_range=(0.1, 86400.0))
+    guidance_weight: float = _param(
+        0.0, "Alpamayo 1.5 classifier-free guidance weight w towards the route text: v = (1 - "
+        "w) v_unguided + w v_guided; 0 = off; applied only while a route text is current; "
+        "doubles the VLM cache and the expert rows", read_only=False, float_range=(0.0, 10.0))
+    noise_temperature: float = _param(
+        1.0, "Alpamayo 1.5: initial flow noise = randn x this (below 1: steadier, less "
+        "diverse samples)", read_only=False, float_range=(0.01, 10.0))
     # --- odometry and ego history ---
     odom_topic: str = _param("/odom", "nav_msgs/Odometry topic (pose in odom_frame)")
     odom_frame: str = _param(
@@ -157,6 +175,9 @@ class NodeParams:
         _require(n >= 1, "camera_names", "needs at least one camera")
         _require(len(set(self.camera_names)) == n, "camera_names", "has duplicate names")
         _require(all(self.camera_names), "camera_names", "has an empty name")
+        _require(len(self.camera_ids) == n, "camera_ids",
+                 f"needs one id per camera ({n}), got {len(self.camera_ids)}")
+        check_camera_ids(sorted(self.camera_ids), "parameter camera_ids")
         _require(len(self.camera_topics) == n, "camera_topics",
                  f"needs one topic per camera ({n}), got {len(self.camera_topics)}")
         _require(all(t for t in self.camera_topics), "camera_topics", "has an empty topic")
@@ -182,6 +203,11 @@ class NodeParams:
         if self.transport_of(camera_index) == "compressed":
             return topic.rstrip("/") + "/compressed"
         return topic
+
+    @property
+    def cameras_by_id(self) -> tuple[tuple[int, str], ...]:
+        """(camera id, camera name) pairs sorted by id: the order of the model's images."""
+        return tuple(sorted(zip(self.camera_ids, self.camera_names, strict=True)))
 
     @property
     def reference_index(self) -> int:
@@ -239,6 +265,10 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
                  and math.isfinite(value), f.name, f"must be a finite number, got {value!r}")
     elif isinstance(default, str):
         _require(isinstance(value, str), f.name, f"must be a string, got {value!r}")
+    elif all(isinstance(v, int) for v in default):
+        _require(isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                  for v in value), f.name,
+                 f"must be a list of integers, got {value!r}")
     else:
         _require(isinstance(value, tuple) and all(isinstance(v, str) for v in value), f.name,
                  f"must be a list of strings, got {value!r}")

@@ -24,10 +24,12 @@ _SILENT_EXTRAPOLATION_S = 0.05
 
 
 def make_buffers(params: NodeParams, cfg: ModelConfig) -> tuple[CameraBuffer, EgoHistoryBuffer]:
-    """Camera and odometry buffers for the model's frame offsets and history sampling."""
+    """Camera and odometry buffers for the model's frame offsets and history sampling; the
+    cameras are ordered by `camera_ids` (the order of the model's images)."""
     offsets = tuple(cfg.images.frame_offsets_s)
     cameras = CameraBuffer(CameraBufferConfig(
-        cameras=params.camera_names, reference_camera=params.reference_camera,
+        cameras=tuple(name for _, name in params.cameras_by_id),
+        reference_camera=params.reference_camera,
         offsets_s=offsets, tolerance_s=params.sync_tolerance_s,
         max_reference_age_s=params.max_image_age_s,
         window_s=-offsets[0] + 2.0 * params.sync_tolerance_s + _WINDOW_MARGIN_S))
@@ -53,7 +55,12 @@ def with_node_settings(planner: Planner, params: NodeParams) -> Planner:
     flow = planner.cfg.flow
     if params.num_flow_steps > 0:
         flow = dataclasses.replace(flow, num_steps=params.num_flow_steps)
-    return planner.with_settings(sampling=sampling, flow=flow)
+    guidance = None  # R1: none; 1.5: the noise temperature (the weight is set per plan)
+    if planner.cfg.is_1_5:
+        from alpamayo_core.inference.guidance import GuidanceConfig
+
+        guidance = GuidanceConfig(noise_temperature=params.noise_temperature)
+    return planner.with_settings(sampling=sampling, flow=flow, guidance=guidance)
 
 
 def load_planner(params: NodeParams) -> Planner:

@@ -2,8 +2,9 @@
 evaluation share, so that a bag replayed offline gets exactly the statuses the live node gives.
 
 `PlanStep.run(now_ns)` assembles the inputs (`plan_assembly.assemble`: t0, frames, history and
-the input checks there), adds what the input buffers dropped since the previous attempt, runs
-the planner and checks its output:
+the input checks there), adds what the input buffers dropped since the previous attempt, adds
+the Alpamayo 1.5 inputs (camera ids, the current route text of `route` and the guidance weight
+that applies: `navigation.plan_request`), runs the planner and checks its output:
 
 * any exception (inputs, decoder, model, a cancelled plan) -> INVALID with the cause;
 * non-finite trajectories -> INVALID;
@@ -39,6 +40,7 @@ from alpamayo_ros.node.input_stats import (
     DROPPED_WRONG_FRAME,
     NONFINITE_TWIST_OR_COVARIANCE,
 )
+from alpamayo_ros.node.navigation import RouteState, plan_request
 from alpamayo_ros.node.node_status import history_path
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.node.plan_assembly import (
@@ -91,9 +93,11 @@ class PlanStep:
     """Plans from the node's buffers with the node's parameters (one attempt per `run`)."""
 
     def __init__(self, planner: Planner, cameras: CameraBuffer, odometry: EgoHistoryBuffer,
-                 params: NodeParams) -> None:
+                 params: NodeParams, route: RouteState | None = None) -> None:
+        """`route`: the `~/route` text the plans read (the node's or the bag's)."""
         self.planner, self.cameras, self.odometry, self.params = (
             planner, cameras, odometry, params)
+        self.route = route if route is not None else RouteState()
         self._seen_counters: dict[str, dict[str, int]] = {}
 
     def run(self, now_ns: int, cancel: threading.Event | None = None) -> PlanOutcome:
@@ -101,7 +105,7 @@ class PlanStep:
         start = time.perf_counter()
         drops = self._new_drops()
         try:
-            assembled = self._assemble(now_ns)
+            assembled = self.assemble(now_ns)
         except InputsUnavailable as err:
             return self._invalid(err.t0_ns or now_ns, [err.reason, *drops], now_ns)
         except Exception as err:  # a bug in a helper must not kill planning
@@ -109,7 +113,7 @@ class PlanStep:
             return self._invalid(now_ns, [f"inputs: {type(err).__name__}: {err}"], now_ns)
         t0_ns = assembled.inputs.t0_ns
         try:
-            plan = self._plan(assembled, cancel)
+            plan = self._plan(assembled, now_ns, cancel)
         except Exception as err:
             outcome = self._invalid(t0_ns, [f"model: {type(err).__name__}: {err}", *drops],
                                     now_ns)
@@ -122,15 +126,22 @@ class PlanStep:
         return PlanOutcome(level, "; ".join(reasons), t0_ns, assembled.input_ages_s,
                            assembled, plan)
 
-    def _assemble(self, now_ns: int) -> AssembledInputs:
+    def assemble(self, now_ns: int) -> AssembledInputs:
+        """The inputs of a plan at `now_ns` (`InputsUnavailable` when there are none)."""
         p = self.params
         return assemble(self.cameras, self.odometry, now_ns=now_ns,
                         tolerance_s=p.sync_tolerance_s, max_image_age_s=p.max_image_age_s,
                         odom_frame=p.odom_frame, max_future_stamp_s=p.max_future_stamp_s)
 
-    def _plan(self, assembled: AssembledInputs, cancel: threading.Event | None) -> Plan:
-        seed = None if self.params.seed < 0 else self.params.seed
-        plan = self.planner.plan(assembled.inputs, seed=seed, cancel=cancel)
+    def _plan(self, assembled: AssembledInputs, now_ns: int,
+              cancel: threading.Event | None) -> Plan:
+        p, planner = self.params, self.planner
+        seed = None if p.seed < 0 else p.seed
+        request = plan_request(assembled.inputs, self.route.view(now_ns, p.route_max_age_s), p,
+                               planner.cfg.is_1_5)
+        if request.guidance is not None and request.guidance != planner.guidance:
+            planner = planner.with_settings(guidance=request.guidance)
+        plan = planner.plan(request.inputs, seed=seed, cancel=cancel)
         if not all(np.all(np.isfinite(a)) for a in (plan.xyz_m, plan.yaw_rad, plan.speed_mps)):
             raise ValueError("non-finite values in the planned trajectories")
         return plan

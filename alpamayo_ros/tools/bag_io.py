@@ -36,6 +36,9 @@ from alpamayo_ros.tools.bag_writer import BagWriter
 LOG = logging.getLogger(__name__)
 
 ODOM_TOPIC = "/odom"
+#: The node's navigation-text input (Alpamayo 1.5), as the default node name resolves `~/route`.
+ROUTE_TOPIC = "/alpamayo/route"
+STRING_MSGTYPE = "std_msgs/msg/String"
 IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
 COMPRESSED_MSGTYPE = "sensor_msgs/msg/CompressedImage"
 ODOM_MSGTYPE = "nav_msgs/msg/Odometry"
@@ -161,11 +164,16 @@ def odometry_msg(
 
 @dataclass(frozen=True)
 class BagWriteOptions:
-    """How to store a drive: `storage` in {"mcap", "sqlite3"}; JPEG quality in [1, 100]."""
+    """How to store a drive: `storage` in {"mcap", "sqlite3"}; JPEG quality in [1, 100];
+    `route_text` (Alpamayo 1.5 navigation text, e.g. "Turn left in 50m"): when set, published
+    once on `route_topic` at the drive's start, offered reliable + transient-local (the node's
+    `~/route` QoS; the replay tool republishes with the offered QoS)."""
 
     storage: str = "mcap"
     compressed: bool = False
     jpeg_quality: int = 90
+    route_text: str = ""
+    route_topic: str = ROUTE_TOPIC
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
@@ -209,6 +217,11 @@ def write_drive_bag(
     with BagWriter(out, version=9, storage_plugin=STORAGES[options.storage]) as writer:
         connections = _add_connections(writer, typestore, drive, options.compressed)
         writer.set_custom_data("scene", drive.config.kind)  # the fleet report's scene tag
+        if options.route_text:
+            start_ns = next(iter(drive.events())).stamp_ns
+            _write_route(writer, typestore, options, start_ns)
+            counts[options.route_topic] += 1
+            stamps.append(start_ns)
         for event in drive.events():
             topic, msgtype, msg = _event_message(typestore, event, options)
             writer.write(
@@ -220,6 +233,27 @@ def write_drive_bag(
                 on_event()
     LOG.info("wrote %d messages to %s", sum(counts.values()), out)
     return BagSummary(out, dict(counts), min(stamps, default=0), max(stamps, default=0))
+
+
+def _write_route(writer: BagWriter, typestore: Typestore, options: BagWriteOptions,
+                 stamp_ns: int) -> None:
+    """The route text as one std_msgs/String, offered reliable + transient-local (depth 1)."""
+    from rosbags.rosbag2.metadata import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+
+    never = QosTime(0, 0)
+    qos = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+              never, never, QosLiveliness.AUTOMATIC, never, False)
+    conn = writer.add_connection(options.route_topic, STRING_MSGTYPE, typestore=typestore,
+                                 offered_qos_profiles=[qos])
+    msg = typestore.types[STRING_MSGTYPE](options.route_text)
+    writer.write(conn, stamp_ns, bytes(typestore.serialize_cdr(msg, STRING_MSGTYPE)))
 
 
 def _add_connections(

@@ -31,9 +31,11 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import StoragePlugin
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 from tqdm import tqdm
 
 from alpamayo_ros.node import messages, plan_step
+from alpamayo_ros.node.navigation import RouteState
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.node.pipeline import load_planner, make_buffers
 from alpamayo_ros.node.transforms import RigidTransform
@@ -149,11 +151,17 @@ class OfflineEvaluator:
         self.planner, self.options, self.track, self.outputs = planner, options, track, outputs
         p = options.params
         self.cameras, self.odometry = make_buffers(p, planner.cfg)
-        self.step = plan_step.PlanStep(planner, self.cameras, self.odometry, p)
+        self.route = RouteState()
+        self.route_topic = f"{options.namespace}/route"
+        self.step = plan_step.PlanStep(planner, self.cameras, self.odometry, p, route=self.route)
         self.ticks = 0
 
-    def feed(self, topic: str, camera: str | None, data: bytes) -> None:
-        """One bag message: odometry or a camera image (raw or compressed)."""
+    def feed(self, topic: str, camera: str | None, data: bytes, t_ns: int = 0) -> None:
+        """One bag message at bag time `t_ns`: odometry, a camera image (raw or compressed), or
+        the route text (the node's `~/route`)."""
+        if topic == self.route_topic:
+            self.route.update(deserialize_message(data, String).data, t_ns)
+            return
         if camera is None:
             self.odometry.add_odometry(deserialize_message(data, Odometry))
             return
@@ -233,6 +241,8 @@ def evaluate_bag(bag: Path | str, out_dir: Path | str, options: EvalOptions,
     outputs = _Outputs(out_dir, options)
     evaluator = OfflineEvaluator(planner, options, track, outputs)
     topics = [p.odom_topic, *cams]
+    if evaluator.route_topic in counts:  # Alpamayo 1.5 navigation text recorded in the bag
+        topics.append(evaluator.route_topic)
     try:
         _run(evaluator, bag, topics, cams, sum(counts[t] for t in topics), progress)
     finally:
@@ -256,7 +266,7 @@ def _run(evaluator: OfflineEvaluator, bag: Path, topics: list[str], cams: dict[s
                 bar.set_postfix(plans=len(evaluator.outputs.rows), refresh=False)
                 if max_ticks and evaluator.ticks >= max_ticks:
                     return
-            evaluator.feed(raw.topic, cams.get(raw.topic), raw.data)
+            evaluator.feed(raw.topic, cams.get(raw.topic), raw.data, raw.t_ns)
             bar.update()
 
 
