@@ -23,6 +23,8 @@ setup(
                 *((f"share/alpamayo/{d}", sorted(glob(f"{d}/*.*"))) for d in
                   ("config", "launch", "msg", "srv"))],
     install_requires=["numpy", "torch", "transformers", "safetensors", "scipy"],
+    # `alpamayo-eval BAGS --ray ...`: many bags on Ray (local or a cluster).
+    extras_require={"fleet": ["ray==2.58.0"]},
     entry_points={
         "console_scripts": [
             "alpamayo-plan = alpamayo_core.cli.plan:main",

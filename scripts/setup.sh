@@ -34,6 +34,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   rebuild=--force  # (re)installs may have touched the venv prefix the messages live in
 fi
 
+# The fleet report's test opens the report in a real headless browser: Debian's chromium and
+# chromedriver. Installed once; without them that test fails (it never skips).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "[setup] installing chromium + chromium-driver (apt-get)"
+  sudo_="" && [ "$(id -u)" -ne 0 ] && sudo_="sudo -n"
+  { $sudo_ apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+      $sudo_ apt-get install -y -q --no-install-recommends chromium chromium-driver; } \
+    || echo "[setup] WARNING: could not install chromium (root or sudo needed)" >&2
+fi
+
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
 bash scripts/build_interfaces.sh ${rebuild:-}
 echo "[setup] ready: . $VENV/bin/activate"

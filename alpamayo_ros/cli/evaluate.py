@@ -5,6 +5,8 @@ odometry, with a constant-velocity baseline) as JSON and CSV, a picture per plan
 
 Example:
     alpamayo-eval drive_bag --model /path/to/model --out eval_out --samples 6
+
+Over a set of bags (a folder of bags, a glob, a list file; optionally on Ray) see `cli.fleet`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from alpamayo_ros.cli import fleet
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.tools.evaluate import EvalOptions, evaluate_bag
 from alpamayo_ros.tools.metrics import format_summary
@@ -25,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alpamayo-eval", description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("bag", help="rosbag2 folder (.mcap or .db3) with cameras and odometry")
+    parser.add_argument("bag", help="rosbag2 folder (.mcap or .db3) with cameras and odometry, "
+                        "or a set of bags (see 'many bags')")
     parser.add_argument("--model", required=True, help="model folder (config.json + weights)")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--params-file", help="node parameters YAML (section 'alpamayo'); "
@@ -38,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-render", action="store_true", help="no pictures and no GIF")
     parser.add_argument("--no-gif", action="store_true", help="pictures but no GIF")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    fleet.add_arguments(parser)
     return parser
 
 
@@ -60,6 +65,12 @@ def node_params(args: argparse.Namespace) -> NodeParams:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if fleet.wants_fleet(args):
+        try:
+            return fleet.run(args, node_params)
+        except (ValueError, FileExistsError, FileNotFoundError, ImportError) as exc:
+            print(f"alpamayo-eval: error: {exc}", file=sys.stderr)
+            return 2
     try:
         options = EvalOptions(node_params(args), render=not args.no_render,
                               animation=not (args.no_render or args.no_gif),

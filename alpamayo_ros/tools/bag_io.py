@@ -216,6 +216,7 @@ def write_drive_bag(
     stamps: list[int] = []
     with BagWriter(out, version=9, storage_plugin=STORAGES[options.storage]) as writer:
         connections = _add_connections(writer, typestore, drive, options.compressed)
+        writer.set_custom_data("scene", drive.config.kind)  # the fleet report's scene tag
         if options.route_text:
             start_ns = next(iter(drive.events())).stamp_ns
             _write_route(writer, typestore, options, start_ns)

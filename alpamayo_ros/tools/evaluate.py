@@ -216,8 +216,12 @@ class OfflineEvaluator:
 
 
 def evaluate_bag(bag: Path | str, out_dir: Path | str, options: EvalOptions,
-                 progress: bool = True) -> EvalResult:
-    """Run the planner over `bag` and write plans, metrics and pictures to `out_dir` (new)."""
+                 progress: bool = True, planner=None) -> EvalResult:
+    """Run the planner over `bag` and write plans, metrics and pictures to `out_dir` (new).
+
+    `planner`: an already loaded `load_planner(options.params)` to reuse across bags (its frame
+    cache is cleared: its (camera, stamp) keys would match another bag's frames); None loads one.
+    """
     start = time.perf_counter()
     bag, out_dir = Path(bag), Path(out_dir)
     counts = topic_counts(bag)
@@ -230,7 +234,10 @@ def evaluate_bag(bag: Path | str, out_dir: Path | str, options: EvalOptions,
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "plans").exists():
         raise FileExistsError(f"{out_dir / 'plans'} exists; choose a new output folder")
-    planner = load_planner(p)
+    if planner is None:
+        planner = load_planner(p)
+    else:
+        planner.frame_cache.clear()
     outputs = _Outputs(out_dir, options)
     evaluator = OfflineEvaluator(planner, options, track, outputs)
     topics = [p.odom_topic, *cams]

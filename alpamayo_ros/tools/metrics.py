@@ -237,6 +237,17 @@ def write_json(path: Path | str, rows: Sequence[PlanMetrics], meta: Mapping[str,
     return summary
 
 
+def read_json_rows(path: Path | str) -> list[PlanMetrics]:
+    """The per-plan rows of a file written by `write_json` (the inverse of its "plans")."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    horizons_s = data["meta"].get("horizons_s", HORIZONS_S)
+    return [PlanMetrics(
+        t0_ns=int(p["t0_ns"]), status=int(p["status"]),
+        **{m: {h: (HorizonScore(**s) if (s := p[m].get(_h_key(h))) else None)
+               for h in horizons_s if _h_key(h) in p[m]} for m in METHODS})
+        for p in data["plans"]]
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
