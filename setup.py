@@ -35,6 +35,7 @@ setup(
             "alpamayo-eval = alpamayo_ros.cli.evaluate:main",
             "alpamayo-record = alpamayo_ros.tools.record:main",
             "alpamayo-demo = alpamayo_ros.tools.demo:main",
+            "alpamayo-train = alpamayo_ros.cli.train:main",
         ],
     },
 )
