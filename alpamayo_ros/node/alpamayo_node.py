@@ -130,8 +130,9 @@ class AlpamayoNode(LifecycleNode):
             self._planner = self._load_planner(params)
             self._check_planner(params)
         except Exception as err:
+            source = params.model_dir or "the embedded demo model"
             self.get_logger().error(f"configure failed: cannot load the model from "
-                                    f"{params.model_dir!r}: {type(err).__name__}: {err}")
+                                    f"{source!r}: {type(err).__name__}: {err}")
             self._planner = None
             return _FAILURE
         self._params = params
