@@ -111,7 +111,7 @@ def fit_actions(model: AlpamayoR1, samples: list[TrainSample]) -> Tensor:
     """(S, T, 2) normalised action labels: `traj_to_action` with the sheet's regularisers."""
     def stack(name: str) -> Tensor:
         return torch.as_tensor(np.stack([getattr(s, name) for s in samples]),
-                               dtype=torch.float32)
+                               dtype=torch.float32, device=model.device)
 
     return model.action_space.traj_to_action(stack("future_xyz_m"), stack("future_rot"),
-                                             stack("history_xyz_m"), stack("history_rot"))
+                                             stack("history_xyz_m"), stack("history_rot")).cpu()
