@@ -4,6 +4,7 @@ of a fixed batch average to the gradients of one process on the whole batch."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +32,15 @@ def test_two_gloo_processes_average_to_the_whole_batch_gradients(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
            str(HERE / "ddp_worker.py"), str(out)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # own session: on a timeout the whole group (torchrun and its workers) is killed
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr[-3000:]
     ddp = torch.load(out, weights_only=True)
 
     model, tokenizer = demo_model()
