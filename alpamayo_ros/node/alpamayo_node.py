@@ -19,7 +19,8 @@ sample), ~/history (nav_msgs/Path, the ego history the model was given), ~/reaso
 (std_msgs/String), ~/markers (MarkerArray), /diagnostics (DiagnosticArray).
 
 The planner comes from `planner_loader(params)` (default: `pipeline.load_planner`, the model
-folder in `model_dir`); pass another loader to wrap or replace it (tests inject a failing one).
+folder in `model_dir`, or the embedded demo model when it is empty); pass another loader to
+wrap or replace it (tests inject a failing one).
 """
 
 from __future__ import annotations
