@@ -17,6 +17,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["alpamayo_core", "alpamayo_core.*", "alpamayo_ros",
                                     "alpamayo_ros.*"]),
+    # The embedded demo model (a model folder inside the core package).
+    package_data={"alpamayo_core": ["demo_model/*.json", "demo_model/*.safetensors",
+                                    "demo_model/*.txt", "demo_model/*.jinja"]},
     # The ROS package's data files, where alpamayo_ros.tools.share looks for them after a plain
     # pip install (a colcon build installs the same files into its share directory).
     data_files=[("share/alpamayo", ["package.xml"]),
@@ -37,6 +40,7 @@ setup(
             "alpamayo-eval = alpamayo_ros.cli.evaluate:main",
             "alpamayo-record = alpamayo_ros.tools.record:main",
             "alpamayo-demo = alpamayo_ros.tools.demo:main",
+            "alpamayo-train = alpamayo_ros.cli.train:main",
         ],
     },
 )

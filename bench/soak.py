@@ -25,7 +25,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alpamayo_ros.tools.demo import NODE_SETTINGS, ensure_model, make_drive
+from alpamayo_core.cli.make_tiny import make_tiny
+from alpamayo_ros.tools.demo import NODE_SETTINGS, make_drive
 from alpamayo_ros.tools.processes import ChildProcess, node_params_file, ros_env
 
 STATUS = {0: "OK", 1: "DEGRADED", 2: "INVALID"}
@@ -99,7 +100,9 @@ def soak(args: argparse.Namespace) -> dict:
     for name in ("drive", "run"):
         shutil.rmtree(out / name, ignore_errors=True)
     (out / "run").mkdir(parents=True)
-    model = ensure_model(Path(args.model) if args.model else out / "model")
+    model = Path(args.model) if args.model else out / "model"
+    if not (model / "config.json").is_file():
+        make_tiny(model)
     drive = make_drive(out / "drive", args.scene, args.seconds, args.width, args.height)
     env = ros_env(args.domain_id, out / "run" / "ros_logs")
     params = node_params_file(out / "run" / "node_params.yaml", model_dir=str(model),

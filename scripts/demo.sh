@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up from nothing (idempotent), then run the end-to-end demo: the embedded tiny model plans
+# Set up from nothing (idempotent), then run the end-to-end demo: the embedded demo model plans
 # on a synthetic drive replayed into the node over real DDS; outputs land in ./demo_out.
 set -euo pipefail
 # shellcheck source=scripts/env.sh

@@ -57,13 +57,18 @@ def test_released_config_parses_to_the_10b_preset():
     assert cfg.text.vocab_size == 155697 and cfg.dtype == "bfloat16"
 
 
-@pytest.mark.parametrize("name", ["alpamayo-r1-10b", "seed-2b", "tiny"])
+@pytest.mark.parametrize("name", ["alpamayo-r1-10b", "seed-2b", "tiny", "demo"])
 def test_written_config_round_trips(name, tmp_path):
     cfg = preset(name)
-    (tmp_path / "config.json").write_text(json.dumps(to_released_json(cfg)))
+    raw = to_released_json(cfg)
+    (tmp_path / "config.json").write_text(json.dumps(raw))
     back = load_config(tmp_path)
     _same_architecture(back, cfg)
     assert back.dtype == cfg.dtype and back.stats_dtype == cfg.stats_dtype
+    assert back.images == cfg.images and back.action_space == cfg.action_space
+    # our layout keys appear only for a layout other than the release's (demo: one frame)
+    assert ("image_frame_offsets_s" in raw) == (name == "demo")
+    assert "image_cameras" not in raw
 
 
 def test_unknown_target_is_an_error():

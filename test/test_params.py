@@ -34,8 +34,14 @@ def test_defaults_valid_with_model_dir():
     assert p.subscribed_topic(0) == "/cameras/camera_cross_left_120fov/image_raw"
 
 
+def test_empty_model_dir_means_the_embedded_demo_model():
+    from alpamayo_core.demo_model import demo_model_dir
+
+    assert NodeParams().model_path == str(demo_model_dir())
+    assert _valid().model_path == "/m"
+
+
 @pytest.mark.parametrize(("changes", "field_name"), [
-    ({"model_dir": ""}, "model_dir"),
     ({"device": "gpu0"}, "device"),
     ({"backend": "tflite"}, "backend"),
     ({"camera_qos": "fast"}, "camera_qos"),

@@ -75,6 +75,16 @@ def _resize_uint8(images_u8: Tensor, height: int, width: int) -> Tensor:
     return out.clamp_(0, 255).round_().to(torch.uint8)
 
 
+def resize_to_model(images_u8: Tensor | np.ndarray, cfg: ImageConfig,
+                    vision: VisionConfig) -> Tensor:
+    """(N, 3, H, W) uint8 RGB -> (N, 3, h, w) uint8 at the model's input size, resized as
+    `preprocess_images` does (which then leaves them as they are): for storing training
+    frames at the size the model reads."""
+    images = torch.as_tensor(images_u8)
+    h, w = resized_size(images.shape[-2], images.shape[-1], cfg, vision)
+    return _resize_uint8(images, h, w)
+
+
 def _patch_view(pixels: Tensor, vision: VisionConfig, fold_time: bool) -> Tensor:
     """(N, 3, h, w) -> a view (N, gh/m, gw/m, m, m, 3, Tp, P, P) in Qwen2-VL patch order (merge
     blocks row-major, then channel, time, pixels), each image repeated Tp times, or once when

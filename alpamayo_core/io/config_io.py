@@ -58,6 +58,8 @@ _TARGETS = {
 #: Our top-level key for the flow's sigma_min (the reference's FlowMatching takes no such
 #: argument, so it cannot sit in diffusion_cfg).
 _SIGMA_MIN_KEY = "flow_sigma_min"
+#: Our keys for a camera/frame layout other than the release's (written only then).
+_CAMERAS_KEY, _FRAMES_KEY = "image_cameras", "image_frame_offsets_s"
 
 #: `_target_` module paths; `{pkg}` is the variant's package (`alpamayo_r1` / `alpamayo1_5`).
 _MODULE_PATHS = {
@@ -252,8 +254,12 @@ def parse_config(raw: dict[str, Any], vlm_config: dict[str, Any] | None = None,
     flow = _pick({**diffusion, "sigma_min": raw.get(_SIGMA_MIN_KEY, 0.0)}, FlowConfig,
                  {"num_inference_steps": "num_steps", "int_method": "solver"})
     _target_section(raw, "action_out_proj_cfg")
+    default_images = ImageConfig()
     images = ImageConfig(min_pixels=int(raw.get("min_pixels") or 163_840),
-                         max_pixels=int(raw.get("max_pixels") or 196_608))
+                         max_pixels=int(raw.get("max_pixels") or 196_608),
+                         cameras=tuple(raw.get(_CAMERAS_KEY, default_images.cameras)),
+                         frame_offsets_s=tuple(raw.get(_FRAMES_KEY,
+                                                       default_images.frame_offsets_s)))
     dtype = str(raw.get("model_dtype") or raw.get("dtype") or "bfloat16")
     return ModelConfig(
         name=str(raw.get("name", name)), text=text, vision=vision,
@@ -305,7 +311,8 @@ def to_released_json(cfg: ModelConfig, extra: dict[str, Any] | None = None) -> d
     """A released-layout config.json dict for `cfg`, self-contained (embeds `vlm_config`).
 
     The release's keys keep their formats so the reference's own Hydra loader can read the
-    file; ours (`name`, `vlm_config`, `stats_dtype`, `flow_sigma_min`) sit beside them.
+    file; ours (`name`, `vlm_config`, `stats_dtype`, `flow_sigma_min`, and `image_cameras` /
+    `image_frame_offsets_s` for a camera/frame layout other than the release's) sit beside them.
     """
     expert = {k: v for k, v in _plain(cfg.expert).items() if k != "non_causal"}
     if not expert["layer_map"]:
@@ -324,6 +331,10 @@ def to_released_json(cfg: ModelConfig, extra: dict[str, Any] | None = None) -> d
         "expert_cfg": expert, "expert_non_causal_attention": cfg.expert.non_causal,
         "keep_same_dtype": True, **_target_sections(cfg),
     }
+    if cfg.images.cameras != ImageConfig().cameras:
+        raw[_CAMERAS_KEY] = list(cfg.images.cameras)
+    if cfg.images.frame_offsets_s != ImageConfig().frame_offsets_s:
+        raw[_FRAMES_KEY] = list(cfg.images.frame_offsets_s)
     raw.update(extra or {})
     return raw
 

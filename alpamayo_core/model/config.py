@@ -440,14 +440,39 @@ def _tiny_1_5() -> ModelConfig:
     return _tiny().replace(name="tiny-1.5", variant=VARIANT_1_5)
 
 
+#: Action-space statistics of the synthetic drives (`alpamayo_core.sim`): accelerations up to
+#: about -5 m/s^2 (cosine stops), curvatures up to 1/40 m; the released statistics would put
+#: a stop at -7 standard deviations.
+SYNTHETIC_ACTION_SPACE = dataclasses.replace(RELEASED_ACTION_SPACE, accel_mean=0.0,
+                                             accel_std=1.5, curvature_mean=0.0,
+                                             curvature_std=0.01)
+
+
+def _demo() -> ModelConfig:
+    """The trained demo model: the released topology with dims small enough to train on two
+    CPU cores (`alpamayo-train --preset demo`). Against the release: the `tiny` text and
+    vision dims, an expert as wide as the text model, one frame per camera (t0 only, not four)
+    and images of at most 16384 pixels (1920x1080 becomes 160x96, 15 tokens per image), and
+    action statistics of the synthetic drives."""
+    tiny = _tiny()
+    return tiny.replace(
+        name="demo",
+        expert=ExpertConfig(hidden_size=128, intermediate_size=256, num_attention_heads=4,
+                            num_hidden_layers=2, num_key_value_heads=2, head_dim=32),
+        action_in_proj=ActionInProjConfig(hidden_size=128),
+        action_space=SYNTHETIC_ACTION_SPACE,
+        images=ImageConfig(min_pixels=4096, max_pixels=16_384, frame_offsets_s=(0.0,)),
+    )
+
+
 PRESETS = {"alpamayo-r1-10b": _r1_10b, "alpamayo-1.5-10b": _a15_10b, "seed-2b": _seed_2b,
-           "tiny": _tiny, "tiny-1.5": _tiny_1_5}
+           "tiny": _tiny, "tiny-1.5": _tiny_1_5, "demo": _demo}
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:
     """A named preset, optionally with top-level fields replaced.
 
-    The `tiny` preset's text vocab_size is a placeholder: set it to the tokenizer length
+    The `tiny` and `demo` presets' text vocab_size is a placeholder: set it to the tokenizer length
     (`preset("tiny").with_vocab_size(len(tokenizer))`).
     """
     if name not in PRESETS:

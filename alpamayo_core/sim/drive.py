@@ -50,7 +50,8 @@ class SceneConfig:
     `curve_ramp_m` of linearly increasing curvature starting at `curve_start_m` of arc length.
     Braking scenes ramp speed with a cosine whose mean deceleration is `decel_mps2`, starting at
     `brake_at_s`; in `lead_vehicle_braking` the lead (initially `lead_gap_m` ahead) brakes to
-    `final_speed_mps` and the ego follows after `reaction_s`. `cameras=()` means
+    `final_speed_mps` and the ego follows after `reaction_s`; in `stop` the ego stops behind a
+stopped car (blue) standing in its lane. `cameras=()` means
     `default_rig(width, height)`.
     """
 
@@ -302,13 +303,24 @@ class SyntheticDrive:
                           np.array([0.0, 0.0, speed * float(st.curvature_1pm[0])]),
                           self.config.odom_pos_noise_m, self.config.odom_yaw_noise_rad)
 
+    def stopped_vehicle_xy_yaw(self) -> np.ndarray | None:
+        """(3,) centre (x_m, y_m, yaw_rad) in odom of the stopped car the ego stops behind in a
+        `stop` scene (its rear `_STOP_GAP_M` ahead of the ego's final position), else None."""
+        if self.config.kind != "stop":
+            return None
+        s_m = (float(self.ego_speed.distance(self.t_max_s)) + _STOP_GAP_M
+               + _CAR_SIZE_LWH_M[0] / 2.0)
+        xy, yaw, _ = self.road.at(np.array([s_m]))
+        return np.array([xy[0, 0], xy[0, 1], yaw[0]])
+
     def scene_geometry(self, t_ns: int) -> SceneGeometry:
         """World geometry visible around the ego at `t_ns` (road window, posts, vehicles)."""
         s_ego = float(self.ego_speed.distance(self.to_scene_s(t_ns)))
         geometry = road_geometry(self.road, s_ego - _VIEW_BEHIND_M, s_ego + _VIEW_AHEAD_M)
-        lead = self.lead_vehicle_xy_yaw(t_ns)
-        if lead is not None:
-            geometry.boxes.append((box_corners(lead[:2], lead[2], _CAR_SIZE_LWH_M), _LEAD_RGB))
+        for car, rgb in ((self.lead_vehicle_xy_yaw(t_ns), _LEAD_RGB),
+                         (self.stopped_vehicle_xy_yaw(), _STOPPED_RGB)):
+            if car is not None:
+                geometry.boxes.append((box_corners(car[:2], car[2], _CAR_SIZE_LWH_M), rgb))
         return geometry
 
     def render(self, camera: str, t_ns: int) -> np.ndarray:
@@ -339,6 +351,9 @@ class SyntheticDrive:
 
 
 _LEAD_RGB = (180, 30, 30)
+_STOPPED_RGB = (40, 60, 170)
+#: Distance (m) from the stopped ego's centre to the rear of the stopped car ahead of it.
+_STOP_GAP_M = 5.0
 
 
 def _speed_profiles(config: SceneConfig) -> tuple[SpeedRamp, SpeedRamp | None]:

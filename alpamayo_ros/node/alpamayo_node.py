@@ -20,7 +20,8 @@ sample), ~/history (nav_msgs/Path, the ego history the model was given), ~/reaso
 ~/route in (std_msgs/String) and the ~/ask service (`navigation_node`).
 
 The planner comes from `planner_loader(params)` (default: `pipeline.load_planner`, the model
-folder in `model_dir`); pass another loader to wrap or replace it (tests inject a failing one).
+folder in `model_dir`, or the embedded demo model when it is empty); pass another loader to
+wrap or replace it (tests inject a failing one).
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ class AlpamayoNode(NavigationMixin, LifecycleNode):
             self._planner = self._load_planner(params)
             self._check_planner(params)
         except Exception as err:
+            source = params.model_dir or "the embedded demo model"
             self.get_logger().error(f"configure failed: cannot load the model from "
-                                    f"{params.model_dir!r}: {type(err).__name__}: {err}")
+                                    f"{source!r}: {type(err).__name__}: {err}")
             self._planner = None
             return _FAILURE
         self._params = params

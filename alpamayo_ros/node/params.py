@@ -60,8 +60,8 @@ class NodeParams:
 
     # --- model (read-only: changing them needs cleanup + configure) ---
     model_dir: str = _param(
-        "", "Checkpoint folder (config.json + *.safetensors + tokenizer). Required. "
-        "A test model: python -m alpamayo_core.cli.make_tiny --out DIR")
+        "", "Checkpoint folder (config.json + *.safetensors + tokenizer). Empty: the embedded "
+        "demo model (alpamayo_core/demo_model: trained on synthetic drives only)")
     device: str = _param("cpu", "Torch device: cpu, cuda or cuda:N")
     backend: str = _param(
         "auto", "Expert backend; auto picks the fastest available one that passes a parity "
@@ -168,7 +168,6 @@ class NodeParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check_field(f, getattr(self, f.name))
-        _require(bool(self.model_dir), "model_dir", "is required: set it to a checkpoint folder")
         _require(bool(_DEVICE_RE.match(self.device)), "device",
                  f"must be cpu, cuda or cuda:N, got {self.device!r}")
         n = len(self.camera_names)
@@ -208,6 +207,15 @@ class NodeParams:
     def cameras_by_id(self) -> tuple[tuple[int, str], ...]:
         """(camera id, camera name) pairs sorted by id: the order of the model's images."""
         return tuple(sorted(zip(self.camera_ids, self.camera_names, strict=True)))
+
+    @property
+    def model_path(self) -> str:
+        """`model_dir`, or the embedded demo model's folder when it is empty."""
+        if self.model_dir:
+            return self.model_dir
+        from alpamayo_core.demo_model import demo_model_dir
+
+        return str(demo_model_dir())
 
     @property
     def reference_index(self) -> int:

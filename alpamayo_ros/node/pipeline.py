@@ -64,10 +64,11 @@ def with_node_settings(planner: Planner, params: NodeParams) -> Planner:
 
 
 def load_planner(params: NodeParams) -> Planner:
-    """`Planner` for params.model_dir on params.device with params.backend and settings."""
+    """`Planner` for params.model_path (model_dir or the embedded demo model) on params.device
+    with params.backend and settings."""
     from alpamayo_core.inference.planner import Planner
 
-    planner = Planner.from_pretrained(params.model_dir, device=params.device,
+    planner = Planner.from_pretrained(params.model_path, device=params.device,
                                       backend=params.backend,
                                       backend_fallback=params.backend_fallback,
                                       backend_options={"precision": params.tensorrt_precision})

@@ -3,7 +3,8 @@
     python -m alpamayo_ros.tools.demo --out /tmp/alpamayo_demo [--seconds 8] [--scene curve_left]
 
 Steps (each tool a separate process, as on a vehicle):
-    1. the embedded tiny model (built once into OUT/model unless --model is given)
+    1. the embedded demo model (`alpamayo_core/demo_model`, trained on synthetic drives by
+       `alpamayo-train --preset demo`) unless --model is given
     2. a synthetic drive bag: 4 cameras 1920x1080 JPEG at 10 Hz + odometry at 50 Hz (OUT/drive)
     3. the node (use_sim_time), a recorder of its outputs, and alpamayo-replay with /clock;
        the node's plans go to OUT/live/plans (rosbag2, MCAP) and are scored (OUT/live/metrics.json)
@@ -23,10 +24,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from alpamayo_core.demo_model import demo_model_dir
 from alpamayo_core.sim.drive import SCENE_KINDS, SceneConfig, SyntheticDrive
 from alpamayo_ros.node.params import NodeParams
 from alpamayo_ros.tools import metrics
-from alpamayo_ros.tools.bag_io import BagWriteOptions, write_drive_bag
+from alpamayo_ros.tools.bag_io import BagWriteOptions, iter_raw, write_drive_bag
 from alpamayo_ros.tools.evaluate import (
     EvalOptions,
     evaluate_bag,
@@ -41,7 +45,7 @@ OUTPUT_TOPICS = {
     "/alpamayo/markers": "visualization_msgs/msg/MarkerArray",
     "/alpamayo/reasoning": "std_msgs/msg/String",
 }
-NODE_SETTINGS = {"num_traj_samples": 3, "max_generation_tokens": 32, "plan_rate_hz": 2.0,
+NODE_SETTINGS = {"num_traj_samples": 3, "max_generation_tokens": 64, "plan_rate_hz": 2.0,
                  "seed": 0, "camera_transport": ["compressed"]}
 
 
@@ -51,23 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seconds", type=float, default=8.0, help="drive length")
     parser.add_argument("--scene", choices=SCENE_KINDS, default="curve_left")
-    parser.add_argument("--model", help="model folder (default: the tiny model in OUT/model)")
+    parser.add_argument("--model", help="model folder (default: the embedded demo model)")
     parser.add_argument("--rate", type=float, default=0.5, help="replay speed factor")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--domain-id", type=int, default=100 + os.getpid() % 20,
                         help="ROS_DOMAIN_ID of the demo's processes")
     return parser
-
-
-def ensure_model(model: Path) -> Path:
-    """The tiny model at `model`, built if missing."""
-    if not (model / "config.json").is_file():
-        from alpamayo_core.cli.make_tiny import make_tiny
-
-        print(f"[demo] building the tiny model in {model}", flush=True)
-        make_tiny(model)
-    return model
 
 
 def make_drive(out: Path, scene: str, seconds: float, width: int, height: int) -> Path:
@@ -118,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("drive", "live", "eval"):
         shutil.rmtree(out / name, ignore_errors=True)
     (out / "live").mkdir(parents=True)
-    model = ensure_model(Path(args.model) if args.model else out / "model")
+    model = Path(args.model) if args.model else demo_model_dir()
     drive = make_drive(out / "drive", args.scene, args.seconds, args.width, args.height)
     try:
         plans_bag = run_live(args, model, drive, out / "live")
@@ -153,6 +147,26 @@ def _report(out: Path, live_counts: dict, live_summary: dict, result, seconds: f
     print(metrics.format_summary(live_summary))
     print("\noffline evaluation:")
     print(metrics.format_summary(result.summary))
+    print("\nreasoning of a few offline plans (selected sample):")
+    for line in reasoning_lines(result.plans_bag):
+        print(line)
+
+
+def reasoning_lines(plans_bag: Path, count: int = 4) -> list[str]:
+    """`count` plans spread over the drive: "t0 - first plan's t0 (s)  [meta-action] reasoning"."""
+    from rclpy.serialization import deserialize_message
+
+    from alpamayo.msg import DrivingPlan
+
+    plans = [deserialize_message(raw.data, DrivingPlan)
+             for raw in iter_raw(plans_bag, ["/alpamayo/plan"])]
+    plans = [p for p in plans if p.trajectories]
+    if not plans:
+        return ["  (no plan with trajectories)"]
+    t0_s = [p.header.stamp.sec + p.header.stamp.nanosec * 1e-9 for p in plans]
+    picked = np.linspace(0, len(plans) - 1, min(count, len(plans)), dtype=int)
+    return [f"  +{t0_s[i] - t0_s[0]:4.1f} s  [{plans[i].meta_action}] {plans[i].reasoning}"
+            for i in picked]
 
 
 if __name__ == "__main__":
