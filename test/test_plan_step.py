@@ -98,6 +98,28 @@ def test_truncated_reasoning_is_degraded(planner, params):
     assert truncated, [o.reason for o in outcomes]
     assert all(o.level == STATUS_DEGRADED and o.reason.startswith(
         "model: 1 of 1 reasoning samples reached max_generation_tokens (16)") for o in truncated)
+    assert all(o.plan.num_generated_tokens == 16 for o in truncated)
+
+
+def test_a_turn_closed_without_future_start_is_degraded_and_named(planner, params):
+    """A sample that ends its turn (<|im_end|>) before <|traj_future_start|> is not a
+    truncation: the reason says it ended, and names no token limit it never reached."""
+    hot = params.replace(temperature=10.0, max_generation_tokens=16, seed=-1)
+    step = _step(load_planner(hot), hot)
+    ended = []
+    for _ in range(40):
+        outcome = step.run(T0_NS + 50_000_000)
+        if outcome.plan.num_ended_without_future_start:
+            ended.append(outcome)
+        if len(ended) == 2:
+            break
+    assert ended, "no sample closed its turn early in 40 hot plans"
+    for outcome in ended:
+        assert outcome.level == STATUS_DEGRADED
+        assert "1 of 1 reasoning samples ended (<|im_end|>) without <|traj_future_start|>" in \
+            outcome.reason
+        assert "max_generation_tokens" not in outcome.reason
+        assert outcome.plan.num_generated_tokens < 16
 
 
 def test_a_1_5_plan_gets_the_current_route_and_guidance_until_it_expires(tiny_a15_model_dir):

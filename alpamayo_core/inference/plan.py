@@ -67,6 +67,8 @@ class Plan:
         num_generated_tokens: tokens sampled in phase 1 (per row, max over samples).
         num_truncated_reasoning: samples whose reasoning reached max_new_tokens without
             `<|traj_future_start|>` (their trajectory conditions on a truncated reasoning).
+        num_ended_without_future_start: samples that closed their turn (`<|im_end|>`) without
+            `<|traj_future_start|>` (their trajectory conditions on a turn the model ended).
         model_id: short id of the loaded model (name + weights hash).
         backend: name of the expert backend that produced the trajectories.
         route_text: the navigation text the prompt carried ("" if none).
@@ -87,6 +89,7 @@ class Plan:
     timings_ms: dict[str, float] = field(default_factory=dict)
     num_generated_tokens: int = 0
     num_truncated_reasoning: int = 0
+    num_ended_without_future_start: int = 0
     model_id: str = ""
     backend: str = ""
     route_text: str = ""

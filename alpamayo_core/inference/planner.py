@@ -361,6 +361,9 @@ class Planner:
         traj = self._model.action_space.action_to_traj(actions.float(), xyz, rot)
         xyz_m = traj.xyz.double().cpu().numpy()  # (B, T, 3)
         dt_s = self.cfg.action_space.dt_s
+        missing = ~phase1.found_future_start  # (K,)
+        generated = phase1.sequences[:, phase1.prompt_length:]  # (K, N)
+        closed = (generated == self.loaded.token_ids.im_end).any(dim=1)  # (K,)
         return Plan(
             t0_ns=int(inputs.t0_ns), xyz_m=xyz_m, yaw_rad=_np(traj.yaw),
             speed_mps=_np(traj.speed), accel_mps2=_np(traj.accel),
@@ -371,7 +374,8 @@ class Planner:
             meta_action=tuple(t["meta_action"] for t in phase1.texts),
             answer=tuple(t["answer"] for t in phase1.texts),
             num_generated_tokens=phase1.num_generated,
-            num_truncated_reasoning=int((~phase1.found_future_start).sum()),
+            num_truncated_reasoning=int((missing & ~closed).sum()),
+            num_ended_without_future_start=int((missing & closed).sum()),
             model_id=self.model_id,
             backend=self.backend_name)
 

@@ -172,11 +172,19 @@ class PlanStep:
 
 
 def _truncation(plan: Plan, params: NodeParams) -> str:
-    if not plan.num_truncated_reasoning:
+    """The DEGRADED reason for samples whose trajectory conditions on a reasoning without
+    `<|traj_future_start|>`: cut at max_generation_tokens, or a turn the model closed."""
+    parts = []
+    if plan.num_truncated_reasoning:
+        parts.append(f"{plan.num_truncated_reasoning} of {plan.num_samples} reasoning samples "
+                     f"reached max_generation_tokens ({params.max_generation_tokens}) without "
+                     f"<|traj_future_start|>")
+    if plan.num_ended_without_future_start:
+        parts.append(f"{plan.num_ended_without_future_start} of {plan.num_samples} reasoning "
+                     f"samples ended (<|im_end|>) without <|traj_future_start|>")
+    if not parts:
         return ""
-    return (f"model: {plan.num_truncated_reasoning} of {plan.num_samples} reasoning samples "
-            f"reached max_generation_tokens ({params.max_generation_tokens}) without "
-            f"<|traj_future_start|>: trajectory conditioned on a truncated reasoning")
+    return f"model: {'; '.join(parts)}: trajectory conditioned on a truncated reasoning"
 
 
 def outcome_messages(outcome: PlanOutcome, params: NodeParams, *, model_id: str,
