@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("sensor_msgs.msg", reason="needs the ROS 2 message packages")
 
@@ -101,25 +102,25 @@ def test_truncated_reasoning_is_degraded(planner, params):
     assert all(o.plan.num_generated_tokens == 16 for o in truncated)
 
 
-def test_a_turn_closed_without_future_start_is_degraded_and_named(planner, params):
+def test_a_turn_closed_without_future_start_is_degraded_and_named(params):
     """A sample that ends its turn (<|im_end|>) before <|traj_future_start|> is not a
-    truncation: the reason says it ended, and names no token limit it never reached."""
-    hot = params.replace(temperature=10.0, max_generation_tokens=16, seed=-1)
-    step = _step(load_planner(hot), hot)
-    ended = []
-    for _ in range(40):
-        outcome = step.run(T0_NS + 50_000_000)
-        if outcome.plan.num_ended_without_future_start:
-            ended.append(outcome)
-        if len(ended) == 2:
-            break
-    assert ended, "no sample closed its turn early in 40 hot plans"
-    for outcome in ended:
-        assert outcome.level == STATUS_DEGRADED
-        assert "1 of 1 reasoning samples ended (<|im_end|>) without <|traj_future_start|>" in \
-            outcome.reason
-        assert "max_generation_tokens" not in outcome.reason
-        assert outcome.plan.num_generated_tokens < 16
+    truncation: the reason says it ended, and names no token limit it never reached.
+
+    The tiny model is made to close its turn at once: a planner of its own whose lm_head
+    carries a bias that puts `<|im_end|>` far above every other token."""
+    params = params.replace(max_generation_tokens=16)
+    planner = load_planner(params)
+    lm_head = planner._model.vlm.lm_head
+    bias = torch.zeros(lm_head.out_features, dtype=lm_head.weight.dtype)
+    bias[planner.loaded.token_ids.im_end] = 1e4
+    lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
+    outcome = _step(planner, params).run(T0_NS + 50_000_000)
+    assert outcome.plan.num_ended_without_future_start == 1
+    assert outcome.plan.num_generated_tokens == 1
+    assert outcome.level == STATUS_DEGRADED
+    assert "1 of 1 reasoning samples ended (<|im_end|>) without <|traj_future_start|>" in \
+        outcome.reason
+    assert "max_generation_tokens" not in outcome.reason
 
 
 def test_a_1_5_plan_gets_the_current_route_and_guidance_until_it_expires(tiny_a15_model_dir):
