@@ -26,6 +26,7 @@ from alpamayo_core.backends import (
 from alpamayo_core.backends.base import ExpertBackend
 from alpamayo_core.backends.onnx_export import export_step
 from alpamayo_core.backends.selection import (
+    NoBackendPassed,
     ParityResult,
     ParityTolerance,
     parity_check,
@@ -257,3 +258,35 @@ def test_offline_engine_build_command_fails_clearly_without_tensorrt(tiny_model_
     assert (args.command, args.device, args.precision) == ("trt", "cuda", "auto")
     assert main(["trt", "--model", str(tiny_model_dir), "--device", "cpu"]) == 2
     assert "TensorRT Python package is not importable" in capsys.readouterr().err
+
+
+class _ProfileLimitedBackend(TorchStaticBackend):
+    """Correct, but like a TensorRT engine built for one row: binding more rows raises. It
+    passes the one-row parity check and fails only at the plan's shape."""
+
+    name = "profile_limited"
+
+    def _bind(self, prefix):
+        if prefix.positions.shape[0] > 1:
+            raise ValueError(f"B = {prefix.positions.shape[0]} is outside the engine's "
+                             "profile (B <= 1)")
+        return super()._bind(prefix)
+
+
+def test_a_backend_that_fails_at_the_plans_shape_is_rejected_not_raised(step):
+    built = {"profile_limited": _ProfileLimitedBackend, "torch_static": TorchStaticBackend}
+    selection = select_fastest(["profile_limited", "torch_static"],
+                               lambda name: built[name](step, "cpu"), step, batch=2,
+                               prefix_len=128)
+    limited, chosen = selection.trials
+    assert chosen.name == "torch_static" and chosen.passed and chosen.trial_ms is not None
+    assert not limited.passed and limited.parity.passes(ParityTolerance.for_dtype(torch.float32))
+    assert limited.error.startswith("timed trial raised ValueError: B = 2 is outside")
+    assert selection.fell_back
+
+
+def test_no_backend_passed_when_every_one_fails_at_the_plans_shape(step):
+    with pytest.raises(NoBackendPassed, match="timed trial raised ValueError"):
+        select_fastest(["profile_limited", "profile_limited"],
+                       lambda name: _ProfileLimitedBackend(step, "cpu"), step, batch=2,
+                       prefix_len=128)

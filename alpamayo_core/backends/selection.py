@@ -228,12 +228,24 @@ def _time_velocity(backend: ExpertBackend, x: torch.Tensor, t: torch.Tensor) -> 
     return time.perf_counter() - start
 
 
+def _reject(trial: BackendTrial, err: Exception) -> None:
+    """Record that `trial` raised in the timed trial, and release its backend."""
+    trial.error = f"timed trial raised {type(err).__name__}: {err}"
+    trial.backend.close()
+    trial.backend = None
+
+
 def timed_trial(trials: Sequence[BackendTrial], step: DenoiseStep, batch: int,
                 prefix_len: int = TRIAL_PREFIX_LEN, repeats: int = TRIAL_REPEATS,
                 n_action: int = 64) -> None:
     """Set `trial_ms` of each trial: min over `repeats` interleaved velocity calls on one
     synthetic prefix of `prefix_len` tokens and `batch` rows, bound once per backend (as in a
-    plan: one bind, then the flow steps), after two warm-up calls each."""
+    plan: one bind, then the flow steps), after two warm-up calls each.
+
+    The trial runs at the plan's shape, which the parity check (one row, a short prefix) does
+    not: a backend that raises here (an engine profile limit, a failed graph capture) is
+    rejected with the error, as in the self-check, and the others go on.
+    """
     device = trials[0].backend.device
     prefix = synthetic_prefix(step, device, batch=batch, prefix_len=prefix_len,
                               n_action=n_action, seed=CHECK_SEED + 2)
@@ -242,14 +254,22 @@ def timed_trial(trials: Sequence[BackendTrial], step: DenoiseStep, batch: int,
     best = {trial.name: math.inf for trial in trials}
     with torch.inference_mode():
         for trial in trials:
-            trial.backend.bind(prefix)
-            for _ in range(2):  # warm-up: first-call allocations, lazy builds
-                trial.backend.velocity(x, t)
+            try:
+                trial.backend.bind(prefix)
+                for _ in range(2):  # warm-up: first-call allocations, lazy builds
+                    trial.backend.velocity(x, t)
+            except Exception as err:  # any failure at the plan's shape disqualifies it
+                _reject(trial, err)
         for _ in range(repeats):
-            for trial in trials:
-                best[trial.name] = min(best[trial.name], _time_velocity(trial.backend, x, t))
+            for trial in (trial for trial in trials if trial.passed):
+                try:
+                    best[trial.name] = min(best[trial.name],
+                                           _time_velocity(trial.backend, x, t))
+                except Exception as err:  # as above
+                    _reject(trial, err)
     for trial in trials:
-        trial.trial_ms = best[trial.name] * 1e3
+        if trial.passed:
+            trial.trial_ms = best[trial.name] * 1e3
 
 
 def select_fastest(candidates: Sequence[str], build: Callable[[str], ExpertBackend],
@@ -270,6 +290,9 @@ def select_fastest(candidates: Sequence[str], build: Callable[[str], ExpertBacke
         raise NoBackendPassed(tuple(trials))
     if len(passing) > 1:
         timed_trial(passing, step, batch, prefix_len, n_action=n_action)
+        passing = [trial for trial in passing if trial.passed]
+        if not passing:
+            raise NoBackendPassed(tuple(trials))
     chosen = min(passing, key=lambda trial: trial.trial_ms or 0.0)
     for trial in passing:
         if trial is not chosen:
