@@ -25,7 +25,7 @@ setup(
     data_files=[("share/alpamayo", ["package.xml"]),
                 *((f"share/alpamayo/{d}", sorted(glob(f"{d}/*.*"))) for d in
                   ("config", "launch", "msg", "srv"))],
-    install_requires=["numpy", "torch", "transformers", "safetensors", "scipy"],
+    install_requires=["numpy", "torch", "transformers", "safetensors", "scipy", "jinja2"],
     # `alpamayo-eval BAGS --ray ...`: many bags on Ray (local or a cluster).
     extras_require={"fleet": ["ray==2.58.0"]},
     entry_points={
