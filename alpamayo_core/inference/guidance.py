@@ -14,16 +14,19 @@ context differs.
 How the two fields are evaluated: the two expert prefixes are padded to one length (masked
 slots) and stacked along the batch, bound once per plan, and each solver evaluation is one
 backend call on 2B rows. This works unchanged with every backend on the one instance the
-planner holds (they all take any B and P). `bench/guidance.py` measured it against two
-backend instances bound once each and against re-binding one instance per call: batched was
-the fastest for the CPU default `torch_static` at 1 row; two instances were faster for eager
-torch and onnxruntime, and re-binding for `torch_static` at 6 rows (README, Benchmarks). It
-is kept for needing no second backend instance (session, graphs, engine context, buffers).
+planner holds (they all take any B and P; TensorRT within its engine's profile).
+`bench/guidance.py` measured it against two backend instances bound once each and against
+re-binding one instance per call: batched was the fastest for the CPU default `torch_static`
+at 1 row; two instances were faster for eager torch and onnxruntime, and re-binding for
+`torch_static` at 6 rows (README, Benchmarks). It is kept for needing no second backend
+instance (session, graphs, engine context); it saves no memory (Cost, below).
 
 Cost: a second prefill of the prompt (the vision tower's outputs are reused) plus one forward
-over the reasoning, a second VLM K/V cache of about the same size (rows x layers x 2 x KV x P x D
-values; the reference README measures ~60 GB instead of ~40 GB for 16 samples of the 10B
-model), and expert steps on twice the rows.
+over the reasoning, and expert steps on twice the rows. Memory, in units of the guided VLM K/V
+cache C (rows x layers x 2 x KV x P x D values): the unguided cache (1 C), the stacked 2B-row
+prefix (2 C), and on the static backends their 2B-row input buffers (~2 C); measured ~5 C with
+`torch_static` on the tiny 1.5 model (README, Alpamayo 1.5 > Cost). A TensorRT engine must
+admit 2B rows (`alpamayo-export trt --max-batch`).
 
 Glossary: B = trajectory rows, G = replayed reasoning tokens, P = cached prefix tokens,
 T = waypoints.

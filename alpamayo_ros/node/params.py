@@ -137,7 +137,8 @@ class NodeParams:
     guidance_weight: float = _param(
         0.0, "Alpamayo 1.5 classifier-free guidance weight w towards the route text: v = (1 - "
         "w) v_unguided + w v_guided; 0 = off; applied only while a route text is current; "
-        "doubles the VLM cache and the expert rows", read_only=False, float_range=(0.0, 10.0))
+        "doubles the expert rows and holds 3-5x the VLM cache's memory more (README, "
+        "Alpamayo 1.5 > Cost)", read_only=False, float_range=(0.0, 10.0))
     noise_temperature: float = _param(
         1.0, "Alpamayo 1.5: initial flow noise = randn x this (below 1: steadier, less "
         "diverse samples)", read_only=False, float_range=(0.01, 10.0))
