@@ -11,8 +11,10 @@ next one):
   3. per backend: a tiny model loaded in bf16, the backend chosen with its parity self-check
      against eager torch (no fallback), one seeded plan; its deviation from the torch plan is
      reported (random weights make plans chaotic, so it is informative, not a gate).
-Exit status: 0 all passed; 1 a parity failure or a failed test (a backend that is not
-installed, e.g. TensorRT, is "unavailable", not a failure); 2 usage errors.
+Exit status: 0 all passed; 1 a parity failure, a failed test or a backend that raised; 2 usage
+errors. A backend is "unavailable" (not a failure) only when an explicit check before it runs
+says it cannot run here (`unavailable_reason`: its package or device is absent, e.g. TensorRT
+not installed); any exception from an available backend is a failure.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))  # the checkout's alpamayo_core, also when not ins
 
 E2E_BACKENDS = ("torch", "torch_static", "torch_cuda_graph", "tensorrt", "onnxruntime")
 PASSED, FAILED, UNAVAILABLE = "passed", "FAILED", "unavailable"
+NOT_BUILT = "skipped (engine not built)"
 
 
 def run_gpu_tests(device: str, out: Path) -> dict:
@@ -62,17 +65,39 @@ def run_bench(device: str, out: Path) -> dict:
     (out / "expert_fullsize.log").write_text(proc.stdout + proc.stderr)
     backends = {}
     if report.is_file():
+        dtype = torch.float32 if device == "cpu" else torch.bfloat16  # the bench's dtype
         for samples, entry in json.loads(report.read_text())["samples"].items():
             for name, r in entry["backends"].items():
-                backends[f"{name} B={samples}"] = _bench_status(r)
+                reason = unavailable_reason(name, device, dtype)
+                backends[f"{name} B={samples}"] = _bench_status(r, reason)
     status = {0: PASSED, 1: FAILED}.get(proc.returncode, f"{FAILED} (exit {proc.returncode})")
     return {"status": status, "returncode": proc.returncode, "backends": backends,
             "seconds": time.perf_counter() - start}
 
 
-def _bench_status(r: dict) -> dict:
+def unavailable_reason(name: str, device: str | torch.device,
+                       dtype: torch.dtype) -> str | None:
+    """Why backend `name` cannot run on `device` at all (its package or device is absent, or
+    it takes no `dtype` weights), or None when it can. Decided before the backend runs, so that
+    an exception from an available backend is reported as a failure, never as "unavailable"."""
+    from alpamayo_core.backends import available_backends
+
+    if name not in available_backends(device):
+        return (f"{name}: not available on {device} (its package or device is absent; "
+                f"available: {', '.join(available_backends(device)) or 'none'})")
+    if name == "onnxruntime" and dtype == torch.bfloat16:
+        return "onnxruntime: cannot run bfloat16 weights (its Python API has no bfloat16)"
+    return None
+
+
+def _bench_status(r: dict, unavailable: str | None) -> dict:
+    """One bench entry; `unavailable` is `unavailable_reason` for its backend. The bench
+    builds no TensorRT engine (minutes at full size; the e2e step builds and checks one), so
+    its EngineNotBuilt is a skip; any other error of an available backend is a failure."""
     if "error" in r:
-        return {"status": UNAVAILABLE, "detail": f"{r['stage']}: {r['error']}"}
+        status = (UNAVAILABLE if unavailable is not None
+                  else NOT_BUILT if r["error"].startswith("EngineNotBuilt:") else FAILED)
+        return {"status": status, "detail": f"{r['stage']}: {r['error']}"}
     check = r.get("vs_torch", {"passed": True, "cosine": 1.0, "max_abs": 0.0})
     return {"status": PASSED if check["passed"] else FAILED,
             "detail": f"{r['ms_per_step']['min']:.3f} ms/step, cosine {check['cosine']:.6f}, "
@@ -100,23 +125,25 @@ def run_e2e(device: str, out: Path) -> dict:
     return {"status": status, "backends": results}
 
 
-def _plan_with(loaded, name: str, out: Path) -> tuple[dict, np.ndarray | None]:
-    from alpamayo_core.backends import BackendUnavailable
+def _plan_with(loaded, name: str, out: Path, **options) -> tuple[dict, np.ndarray | None]:
+    """One plan on backend `name` (no fallback); `options` are extra backend options."""
     from alpamayo_core.backends.selection import NoBackendPassed
     from alpamayo_core.inference.planner import Planner
     from alpamayo_core.inference.reasoning import SamplingConfig
 
+    weight = loaded.model.action_out_proj.weight
+    reason = unavailable_reason(name, weight.device, weight.dtype)
+    if reason is not None:
+        return {"status": UNAVAILABLE, "detail": reason}, None
     try:
         planner = Planner(loaded, SamplingConfig(max_new_tokens=4, num_traj_samples=2),
                           backend=name, backend_fallback=False,
                           backend_options={"cache_dir": str(out / "cache"),
-                                           "build_missing": True})
-    except NoBackendPassed as err:
-        trial = err.trials[-1]
-        status = FAILED if trial.parity is not None else UNAVAILABLE
-        return {"status": status, "detail": trial.summary()}, None
-    except BackendUnavailable as err:
-        return {"status": UNAVAILABLE, "detail": str(err)}, None
+                                           "build_missing": True, **options})
+    except NoBackendPassed as err:  # failed to build, raised in or failed its self-check
+        return {"status": FAILED, "detail": err.trials[-1].summary()}, None
+    except Exception as err:  # an available backend that raises is a failure
+        return {"status": FAILED, "detail": f"{type(err).__name__}: {err}"}, None
     try:
         plan = planner.plan(_straight_inputs(loaded.cfg), seed=0)
     except Exception as err:  # a backend that passed its check but fails in a plan

@@ -120,10 +120,12 @@ def test_bfloat16_load_plans_on_the_static_backend_and_ort_says_why_not(tiny_mod
 def test_full_plan_on_cuda_in_bf16(tiny_model_dir, backend):
     """The vehicle path: bf16 weights on the GPU, every tensor of phase 1 and 2 on the device."""
     planner = Planner.from_pretrained(tiny_model_dir, device="cuda", backend=backend,
+                                      backend_fallback=False,  # a failed check must fail here
                                       sampling=SamplingConfig(max_new_tokens=4,
                                                               num_traj_samples=2))
     assert planner.loaded.model.vlm.dtype == torch.bfloat16
     plan = planner.plan(straight_inputs(), seed=0)
+    assert plan.backend == planner.backend_name == backend
     again = planner.plan(straight_inputs(), seed=0)
     assert plan.xyz_m.shape == (2, 64, 3) and np.isfinite(plan.xyz_m).all()
     np.testing.assert_allclose(plan.xyz_m, again.xyz_m, atol=1e-3)
