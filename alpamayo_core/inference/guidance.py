@@ -16,10 +16,9 @@ slots) and stacked along the batch, bound once per plan, and each solver evaluat
 backend call on 2B rows. This works unchanged with every backend on the one instance the
 planner holds (they all take any B and P; TensorRT within its engine's profile).
 `bench/guidance.py` measured it against two backend instances bound once each and against
-re-binding one instance per call: batched was the fastest for the CPU default `torch_static`
-at 1 row; two instances were faster for eager torch and onnxruntime, and re-binding for
-`torch_static` at 6 rows (README, Benchmarks). It is kept for needing no second backend
-instance (session, graphs, engine context); it saves no memory (Cost, below).
+re-binding one instance per call: on the 2-core CPU the three ways were within ~10 % of each
+other in most runs (README, Benchmarks). It is kept for needing no second backend instance
+(session, graphs, engine context); it saves no memory (Cost, below).
 
 Cost: a second prefill of the prompt (the vision tower's outputs are reused) plus one forward
 over the reasoning, and expert steps on twice the rows. Memory, in units of the guided VLM K/V
