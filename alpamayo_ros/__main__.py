@@ -57,6 +57,7 @@ def run(args: list[str] | None = None,
                 executor.spin()
     finally:
         ignore_exit_signals()  # the first signal ends the process; later ones must not kill it
+        node.cancel_plan()  # rclpy's signal handler shut the context down: publish no more
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

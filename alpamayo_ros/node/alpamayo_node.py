@@ -11,6 +11,10 @@ plan is for t0 = newest reference-camera stamp, stamped t0 in `odom_frame`; it a
 (OK, DEGRADED or INVALID) come from `plan_step.PlanStep`, the function the offline evaluation
 shares. INVALID plans carry no trajectories, and only `~/plan` (with the reason) is published
 for them. Teardown cancels the plan in flight (its next reasoning token or flow step stops it).
+A plan that finishes once shutdown has begun (teardown, or a signal: rclpy shuts its context
+down before `destroy_node` runs) publishes nothing; an exception while building or publishing
+the messages is logged with its traceback (rate-limited) and recorded as an INVALID plan, and
+never ends the worker or the process.
 /diagnostics runs on the wall clock, so a stopped node clock (use_sim_time without /clock) or a
 stalled planner is still reported.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -98,10 +103,12 @@ class AlpamayoNode(NavigationMixin, LifecycleNode):
         self._cancel = threading.Event()  # set to stop the plan in flight (teardown)
         self._plan_step: PlanStep | None = None
         self._reason_log = ReasonLog()
+        self._publish_error_log = ReasonLog(min_interval_s=10.0)
         self._clock_watch = ClockWatch()
         self.status = NodeStatus()
         self._init_navigation()
         super().__init__(node_name, **kwargs)
+        self.context.on_shutdown(self._cancel.set)  # rclpy.shutdown(); a signal is seen below
         node_params.declare_parameters(self)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -182,8 +189,13 @@ class AlpamayoNode(NavigationMixin, LifecycleNode):
         self._release()
         return _SUCCESS
 
+    def cancel_plan(self) -> None:
+        """Stop the plan in flight at its next token or flow step; it publishes nothing
+        (shutdown: call it first). The next activation clears it."""
+        self._cancel.set()
+
     def destroy_node(self) -> None:
-        self._cancel.set()  # first: a long plan stops at its next token or flow step
+        self.cancel_plan()  # first: a long plan stops at its next token or flow step
         self._release()
         self._pool.shutdown(wait=True, cancel_futures=True)
         super().destroy_node()
@@ -290,20 +302,53 @@ class AlpamayoNode(NavigationMixin, LifecycleNode):
         self._future = self._pool.submit(self._plan_once)
 
     def _plan_once(self) -> plan_step.PlanOutcome:
-        """One planning attempt (worker thread); every failure is an INVALID plan."""
+        """One planning attempt (worker thread); every failure is an INVALID plan. Never
+        raises: a failure to publish it is logged and recorded (`_on_publish_error`)."""
         outcome = self._plan_step.run(self.get_clock().now().nanoseconds, self._cancel)
-        if self._cancel.is_set():
-            return outcome  # tearing down: the publishers are going away
-        planner = self._planner
-        for name, msg in plan_step.outcome_messages(
-                outcome, self._params, model_id=planner.model_id,
-                backend=planner.backend_name).items():
-            self._pubs[name].publish(msg)
+        if self._shutting_down():
+            return outcome  # the publishers are going away
+        try:
+            self._publish_outcome(outcome)
+        except Exception as err:
+            self._on_publish_error(outcome, err)
+            return outcome
+        self._publish_error_log.should_log("")  # the same error, if it returns, is logged again
         latency_ms = None if outcome.plan is None else outcome.plan.timings_ms["node_total"]
         self.status.record(outcome.level, outcome.reason, latency_ms, outcome.t0_ns)
         if self._reason_log.should_log(outcome.reason):
             self.get_logger().warning(f"plan status: {outcome.reason}")
         return outcome
+
+    def _publish_outcome(self, outcome: plan_step.PlanOutcome) -> None:
+        planner = self._planner
+        for name, msg in plan_step.outcome_messages(
+                outcome, self._params, model_id=planner.model_id,
+                backend=planner.backend_name).items():
+            self._pubs[name].publish(msg)
+
+    def _shutting_down(self) -> bool:
+        """Teardown began (the cancel flag), or rclpy's signal handler shut the context down,
+        which it does before `destroy_node` can set the flag. Reads the rcl context directly:
+        `Context.ok()` takes the lock that `rclpy.shutdown()` holds while it destroys nodes."""
+        if not self._cancel.is_set():
+            handle = self.context.handle
+            if handle is not None and handle.ok():
+                return False
+            self._cancel.set()
+        return True
+
+    def _on_publish_error(self, outcome: plan_step.PlanOutcome, err: Exception) -> None:
+        """Publishing into a shut-down context is the shutdown itself (debug); anything else is
+        a bug: logged with its traceback (once per kind and 10 s) and an INVALID plan."""
+        cause = f"{type(err).__name__}: {err}"
+        if self._shutting_down():
+            self.get_logger().debug(f"plan not published, shutting down ({cause})")
+            return
+        reason = f"publishing the plan failed: {cause}"
+        self.status.record(messages.STATUS_INVALID, reason, None, outcome.t0_ns)
+        if self._publish_error_log.should_log(reason):
+            trace = "".join(traceback.format_exception(err)).rstrip()
+            self.get_logger().error(f"{reason}\n{trace}")
 
     # -- diagnostics --------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -326,13 +371,8 @@ class AlpamayoNode(NavigationMixin, LifecycleNode):
         self._stop_plan_timer()
         if self._future is not None:
             self._cancel.set()
-            done, _ = concurrent.futures.wait([self._future], timeout=_CANCEL_WAIT_S)
-            if not done:
-                self.get_logger().warning(
-                    f"the plan in flight did not stop within {_CANCEL_WAIT_S} s of its cancel")
-            elif self._future.result().cancelled:
-                self.get_logger().info("the plan in flight was cancelled")
-            self._future = None
+            future, self._future = self._future, None
+            self._report_last_plan(future)
         for sub in self._camera_subs.values():
             self.destroy_subscription(sub)
         self._camera_subs.clear()
@@ -346,6 +386,22 @@ class AlpamayoNode(NavigationMixin, LifecycleNode):
         self._planner = self._cameras = self._odometry = self._params = None
         self._plan_step = None
         self.status = NodeStatus()
+
+    def _report_last_plan(self, future: concurrent.futures.Future) -> None:
+        """Wait (bounded) for the cancelled plan and log how it ended; never raises: a worker's
+        exception is logged here once, with its traceback, instead of ending the process."""
+        done, _ = concurrent.futures.wait([future], timeout=_CANCEL_WAIT_S)
+        if not done:
+            self.get_logger().warning(
+                f"the plan in flight did not stop within {_CANCEL_WAIT_S} s of its cancel")
+        elif future.cancelled():
+            return
+        elif (err := future.exception()) is not None:
+            trace = "".join(traceback.format_exception(err)).rstrip()
+            self.get_logger().error(f"the plan worker failed: {type(err).__name__}: {err}\n"
+                                    f"{trace}")
+        elif future.result().cancelled:
+            self.get_logger().info("the plan in flight was cancelled")
 
 
 def _blank_inputs(num_cameras: int, offsets_s: tuple[float, ...], num_poses: int,
