@@ -48,6 +48,24 @@ def ros_env(domain_id: int, log_dir: Path | str, **extra: str) -> dict[str, str]
                     **{"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **extra})
 
 
+def init_in_process(monkeypatch, log_dir: Path | str, params: dict[str, str]):
+    """rclpy initialised in this test process on a context of its own: the ROS environment
+    (own domain, LOCALHOST discovery) set through `monkeypatch`, node parameters as `-p`
+    arguments. Returns the context; the caller shuts it down."""
+    import rclpy
+
+    domain = next_domain_id()
+    for key, value in ros_env(domain, log_dir).items():
+        if key.startswith("ROS_"):
+            monkeypatch.setenv(key, value)
+    context = rclpy.Context()
+    args = ["--ros-args"]
+    for name, value in params.items():
+        args += ["-p", f"{name}:={value}"]
+    rclpy.init(args=args, context=context, domain_id=domain)
+    return context
+
+
 class RosProcess(ChildProcess):
     """A child process with stdin for commands; output collected in memory (no log file)."""
 

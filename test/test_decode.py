@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from tiny_vlm import random_frames, tiny_prompt, tiny_vlm
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
 
@@ -21,26 +22,12 @@ from alpamayo_core.inference.reasoning import (
     generate_reasoning,
 )
 from alpamayo_core.inference.top_p import sample_top_p, sample_top_p_sorted
-from alpamayo_core.inputs.images import preprocess_images
-from alpamayo_core.inputs.prompt import build_prompt
-from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
-from alpamayo_core.model.config import ImageConfig, TokenConfig, preset, with_vocab_size
-from alpamayo_core.model.vlm import build_vlm
-from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 
 @pytest.fixture(scope="module")
 def setup():
-    tok = extend_tokenizer(tiny_base_tokenizer(), TokenConfig())
-    ids = TokenIds.from_tokenizer(tok, TokenConfig())
-    cfg = with_vocab_size(preset("tiny"), len(tok))
-    cfg = cfg.replace(images=ImageConfig(min_pixels=64 * 64, max_pixels=128 * 128))
-    torch.manual_seed(0)
-    vlm = build_vlm(cfg, ids)
-    frames = torch.randint(0, 256, (2, 2, 3, 96, 128), generator=torch.Generator().manual_seed(1),
-                           dtype=torch.uint8)
-    images = preprocess_images(frames, cfg.images, cfg.vision)
-    prompt = build_prompt(tok, ids, images, torch.arange(48) + ids.hist_token_start)
+    tok, ids, cfg, vlm = tiny_vlm()
+    prompt = tiny_prompt(tok, ids, cfg, random_frames(2, 2))
     return ids, vlm, prompt
 
 

@@ -4,6 +4,7 @@ the cache is bounded, and a planner given frame keys plans exactly as without th
 import numpy as np
 import pytest
 import torch
+from tiny_vlm import random_frames, tiny_vlm
 from transformers import DynamicCache
 
 from alpamayo_core.inference.frame_cache import (
@@ -17,22 +18,12 @@ from alpamayo_core.inference.planner import Planner
 from alpamayo_core.inference.reasoning import SamplingConfig, _forward, _prompt_positions
 from alpamayo_core.inputs.images import preprocess_images
 from alpamayo_core.inputs.prompt import build_prompt
-from alpamayo_core.inputs.tiny_tokenizer import tiny_base_tokenizer
-from alpamayo_core.model.config import ImageConfig, TokenConfig, preset, with_vocab_size
-from alpamayo_core.model.vlm import build_vlm
-from alpamayo_core.model.vocabulary import TokenIds, extend_tokenizer
 
 
 @pytest.fixture(scope="module")
 def setup():
-    tok = extend_tokenizer(tiny_base_tokenizer(), TokenConfig())
-    ids = TokenIds.from_tokenizer(tok, TokenConfig())
-    cfg = with_vocab_size(preset("tiny"), len(tok))
-    cfg = cfg.replace(images=ImageConfig(min_pixels=64 * 64, max_pixels=128 * 128))
-    torch.manual_seed(0)
-    vlm = build_vlm(cfg, ids)
-    stream = torch.randint(0, 256, (2, 3, 3, 96, 128), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(1))  # 2 cameras, 3 stamps
+    tok, ids, cfg, vlm = tiny_vlm()
+    stream = random_frames(2, 3)  # 2 cameras, 3 stamps
     return tok, ids, cfg, vlm, stream
 
 

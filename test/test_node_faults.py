@@ -16,7 +16,7 @@ import re
 import time
 
 import pytest
-from rosproc import NodeStack, next_domain_id, ros_env
+from rosproc import NodeStack, init_in_process
 
 from alpamayo_ros.node.messages import (
     DIAG_ERROR,
@@ -380,13 +380,8 @@ def test_configure_fails_cleanly_on_a_corrupt_checkpoint(tmp_path, monkeypatch):
     bad = tmp_path / "bad_model"
     bad.mkdir()
     (bad / "config.json").write_text("{ not json")
-    domain = next_domain_id()
-    for key, value in ros_env(domain, tmp_path / "roslog").items():
-        if key.startswith("ROS_"):
-            monkeypatch.setenv(key, value)
-    context = rclpy.Context()
-    rclpy.init(args=["--ros-args", "-p", f"model_dir:={bad}", "-p", "autostart:=false"],
-               context=context, domain_id=domain)
+    context = init_in_process(monkeypatch, tmp_path / "roslog",
+                              {"model_dir": str(bad), "autostart": "false"})
     try:
         node = AlpamayoNode(context=context)
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
@@ -394,7 +389,6 @@ def test_configure_fails_cleanly_on_a_corrupt_checkpoint(tmp_path, monkeypatch):
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
-
 
 
 @pytest.mark.parametrize("fallback", [False, True])
@@ -408,15 +402,9 @@ def test_unusable_named_backend_fails_configure_or_falls_back(tiny_model_dir, tm
     from alpamayo_ros.node.alpamayo_node import AlpamayoNode
     from alpamayo_ros.node.node_status import backend_status
 
-    domain = next_domain_id()
-    for key, value in ros_env(domain, tmp_path / "roslog").items():
-        if key.startswith("ROS_"):
-            monkeypatch.setenv(key, value)
-    context = rclpy.Context()
-    rclpy.init(args=["--ros-args", "-p", f"model_dir:={tiny_model_dir}", "-p",
-                     "autostart:=false", "-p", "backend:=tensorrt", "-p",
-                     f"backend_fallback:={str(fallback).lower()}", "-p",
-                     "warmup_on_configure:=false"], context=context, domain_id=domain)
+    context = init_in_process(monkeypatch, tmp_path / "roslog", {
+        "model_dir": str(tiny_model_dir), "autostart": "false", "backend": "tensorrt",
+        "backend_fallback": str(fallback).lower(), "warmup_on_configure": "false"})
     try:
         node = AlpamayoNode(context=context)
         result = node.trigger_configure()

@@ -70,18 +70,12 @@ def test_signals_during_the_exit_do_not_kill_the_node(tmp_path):
 def active_node(tiny_model_dir, tmp_path, monkeypatch):
     """An in-process node, configured and activated on the tiny model; nothing spins it (the
     tests run its plan ticks by hand). Yields (node, context)."""
-    from rosproc import next_domain_id, ros_env
+    from rosproc import init_in_process
 
     from alpamayo_ros.node.alpamayo_node import AlpamayoNode
 
-    domain = next_domain_id()
-    for key, value in ros_env(domain, tmp_path / "roslog").items():
-        if key.startswith("ROS_"):
-            monkeypatch.setenv(key, value)
-    context = rclpy.Context()
-    rclpy.init(args=["--ros-args", "-p", f"model_dir:={tiny_model_dir}", "-p",
-                     "autostart:=false", "-p", "warmup_on_configure:=false"],
-               context=context, domain_id=domain)
+    context = init_in_process(monkeypatch, tmp_path / "roslog", {
+        "model_dir": str(tiny_model_dir), "autostart": "false", "warmup_on_configure": "false"})
     node = AlpamayoNode(context=context)
     try:
         node.trigger_configure()
