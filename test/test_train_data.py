@@ -80,8 +80,16 @@ def test_bag_samples_hold_what_the_node_plans_from(bag_and_model):
         assert np.array_equal(ours.history_rot, theirs.history_rot)
         assert np.array_equal(ours.images_rgb, theirs.images_rgb)
     samples = bag_samples(bag, params, cfg, EVERY_S)
-    # a 6.4 s future exists up to t0 = 8.5 - 6.4 s: the first moments only, none labelled
-    assert 1 <= len(samples) < len(dataset)
+    # a sample for exactly the moments whose whole future (64 x 0.1 s) the odometry covers
+    from nav_msgs.msg import Odometry
+    from rosproc import stamp_ns
+
+    odom_ns = [stamp_ns(deserialize_message(raw.data, Odometry).header.stamp)
+               for raw in iter_raw(bag, [params.odom_topic])]
+    horizon_ns = round(cfg.action_space.n_waypoints * cfg.action_space.dt_s * 1e9)
+    expected = [a.inputs.t0_ns for _, a in dataset if a.inputs.t0_ns + horizon_ns <= max(odom_ns)]
+    assert 0 < len(expected) < len(dataset)  # the drive (8.5 s) ends before the late futures
+    assert [int(sample.source.split()[-1]) for sample in samples] == expected
     by_t0 = {a.inputs.t0_ns: a.inputs for _, a in dataset}
     for sample in samples:
         t0_ns = int(sample.source.split()[-1])
