@@ -17,6 +17,7 @@ fp32. Both paths run on the same weights, inputs and forced tokens:
 Rounds alternate the order (stock first, then ours first); ratios are of minima over rounds.
 
     python bench/plan.py [--runs 8] [--model DIR] [--json out.json] [--peak-rss] [--stock-shared]
+                         [--decode-compile]
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from alpamayo_core.backends import select
 from alpamayo_core.cli.make_tiny import make_tiny
 from alpamayo_core.inference.plan import PlanInputs
 from alpamayo_core.inference.planner import Planner
-from alpamayo_core.inference.reasoning import SamplingConfig
+from alpamayo_core.inference.reasoning import DecodeOptions, SamplingConfig
 from alpamayo_core.inputs.prompt import QWEN3_VL_CHAT_TEMPLATE, chat_messages, fuse_history
 from alpamayo_core.model import flow_matching
 from alpamayo_core.model.vlm import build_vlm
@@ -218,18 +219,18 @@ def ours_plan(planner: Planner, plan_inputs: PlanInputs, seed: int, force) -> di
     return t
 
 
-def setup(model_dir: Path):
+def setup(model_dir: Path, decode: DecodeOptions | None = None):
     torch.set_num_threads(1)
-    planner = Planner.from_pretrained(model_dir,
+    planner = Planner.from_pretrained(model_dir, decode=decode,
                                       sampling=SamplingConfig(max_new_tokens=MAX_NEW_TOKENS))
     plan_inputs = inputs()
     force = ForceTokens(reasoning_ids(planner), planner.preprocess(plan_inputs).length)
     return planner, plan_inputs, force
 
 
-def run(model_dir: Path, runs: int,
-        stock_shared: bool = False) -> dict[str, dict[str, list[float]]]:
-    planner, plan_inputs, force = setup(model_dir)
+def run(model_dir: Path, runs: int, stock_shared: bool = False,
+        decode: DecodeOptions | None = None) -> dict[str, dict[str, list[float]]]:
+    planner, plan_inputs, force = setup(model_dir, decode)
     stock = StockPath(planner, force, stock_shared)
     samples: dict[str, dict[str, list[float]]] = {"ours": {}, "stock": {}}
     for i in range(runs + 1):  # round 0 warms both paths up
@@ -242,6 +243,7 @@ def run(model_dir: Path, runs: int,
                     samples[path].setdefault(k, []).append(float(v))
     print(f"prompt {force.prompt_len} tokens, reasoning {REASONING_TOKENS} tokens, "
           f"{planner.flow.num_steps} flow steps, our backend {planner.backend_name}, "
+          f"decode {'compiled' if planner.decode.compile else 'eager'}, "
           f"{runs} interleaved rounds, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     return samples
@@ -268,8 +270,8 @@ def report(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, fl
     return rows
 
 
-def _peak_rss_child(model_dir: str, path: str, runs: int, queue) -> None:
-    planner, plan_inputs, force = setup(Path(model_dir))
+def _peak_rss_child(model_dir: str, path: str, runs: int, decode, queue) -> None:
+    planner, plan_inputs, force = setup(Path(model_dir), decode)
     stock = StockPath(planner, force) if path == "stock" else None
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for i in range(runs):
@@ -277,13 +279,15 @@ def _peak_rss_child(model_dir: str, path: str, runs: int, queue) -> None:
     queue.put((before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 
 
-def peak_rss(model_dir: Path, runs: int = 3) -> dict[str, dict[str, float]]:
+def peak_rss(model_dir: Path, runs: int = 3,
+             decode: DecodeOptions | None = None) -> dict[str, dict[str, float]]:
     """Peak RSS (MiB) of a fresh process that loads the model and runs only one path, and
     the peak reached by the end of loading (a plan adds only what exceeds it)."""
     ctx, out = multiprocessing.get_context("spawn"), {}
     for path in ("ours", "stock"):
         queue = ctx.Queue()
-        child = ctx.Process(target=_peak_rss_child, args=(str(model_dir), path, runs, queue))
+        child = ctx.Process(target=_peak_rss_child,
+                            args=(str(model_dir), path, runs, decode, queue))
         child.start()
         before, after = queue.get()
         child.join()
@@ -301,12 +305,15 @@ def main() -> None:
     p.add_argument("--peak-rss", action="store_true", help="also measure peak RSS per path")
     p.add_argument("--stock-shared", action="store_true",
                    help="stock path on our VLM's modules (the pre-plain baseline)")
+    p.add_argument("--decode-compile", action="store_true",
+                   help="ours with DecodeOptions(compile=True) (the warm-up round compiles)")
     args = p.parse_args()
+    decode = DecodeOptions(compile=args.decode_compile)
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or make_tiny(Path(tmp) / "tiny")
-        rows = report(run(model, args.runs, args.stock_shared))
+        rows = report(run(model, args.runs, args.stock_shared, decode))
         if args.peak_rss:
-            rows["peak_rss"] = peak_rss(model)
+            rows["peak_rss"] = peak_rss(model, decode=decode)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

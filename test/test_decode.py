@@ -121,6 +121,52 @@ def test_sampled_ids_logits_and_cache_equal_the_hf_loop(setup, rows, check_every
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
+def _compiled_graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def test_compiled_decode_equals_the_hf_loop_and_compiles_once_per_bucket(setup):
+    """`DecodeOptions(compile=True)`: the same sampled ids as the HF loop, logits and K/V
+    within float rounding, for two plans that share one compiled graph (one bucket)."""
+    ids, vlm, prompt = setup
+    vlm = copy.deepcopy(vlm)  # a model of its own: this test counts its compiles
+    sampling = SamplingConfig(max_new_tokens=24, num_traj_samples=3)
+    ref_rec = StopAfter(prompt.length, 11, ids)
+    ref_seqs, ref_keys, _ = hf_decode(vlm, prompt, ids, sampling, 7, ref_rec)
+    graphs_before = _compiled_graphs()
+    for _ in range(2):
+        rec = StopAfter(prompt.length, 11, ids)
+        ours = generate_reasoning(vlm, prompt, ids, sampling,
+                                  generator=torch.Generator().manual_seed(7),
+                                  logits_processor=rec, decode=DecodeOptions(compile=True))
+        assert ours.num_generated == 13
+        assert torch.equal(ours.sequences[:, :prompt.length + 12],
+                           ref_seqs[:, :prompt.length + 12])
+        for a, b in zip(rec.seen, ref_rec.seen, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=2e-5)
+        for a, b in zip(ours.keys, ref_keys, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert _compiled_graphs() - graphs_before == 1
+
+
+def test_a_decode_step_that_cannot_compile_decodes_eagerly(setup, tmp_path, monkeypatch,
+                                                           caplog):
+    """No usable C++ compiler for inductor (a name that does not exist, an empty inductor
+    cache): the plan still decodes, eagerly, with the same ids, and the log says why."""
+    ids, vlm, prompt = setup
+    vlm = copy.deepcopy(vlm)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    sampling = SamplingConfig(max_new_tokens=8, greedy=True)
+    eager = generate_reasoning(vlm, prompt, ids, sampling)
+    with torch._inductor.config.patch({"cpp.cxx": ("no-such-cxx-compiler",),
+                                       "fx_graph_cache": False}):
+        failed = generate_reasoning(vlm, prompt, ids, sampling,
+                                    decode=DecodeOptions(compile=True))
+    assert torch.equal(failed.sequences, eager.sequences)
+    assert "compiling the decode step failed" in caplog.text
+    assert "decoding eagerly" in caplog.text
+
+
 def test_greedy_equals_hf_generate(setup):
     """Unforced greedy decoding to max_new_tokens: ids equal HF `generate`'s."""
     ids, vlm, prompt = setup
@@ -154,11 +200,14 @@ def test_top_p_sampler_picks_hf_tokens_for_the_same_seed(top_p):
     assert (tail_wins > 0) == (top_p < 1.0)  # the exact fallback ran (and was needed)
 
 
-def test_cache_capacity_rounds_only_for_graphs():
+def test_cache_capacity_rounds_only_for_graphs_and_compiled_steps():
     assert DecodeOptions().capacity(3013) == 3013
     assert DecodeOptions(cuda_graph=True, capacity_multiple=256).capacity(3013) == 3072
+    assert DecodeOptions(compile=True, capacity_multiple=512).capacity(3013) == 3072
     with pytest.raises(ValueError, match="decode.stop_check_every"):
         DecodeOptions(stop_check_every=-1)
+    with pytest.raises(ValueError, match="decode: choose one of compile and cuda_graph"):
+        DecodeOptions(compile=True, cuda_graph=True)
 
 
 def test_rope_rotation_matrix_equals_hf_rotary(setup):

@@ -5,7 +5,12 @@ import pytest
 import torch
 from transformers import Qwen2VLImageProcessor
 
-from alpamayo_core.inputs.images import ImageInputs, preprocess_images, resized_size
+from alpamayo_core.inputs.images import (
+    ImageInputs,
+    PatchBuffer,
+    preprocess_images,
+    resized_size,
+)
 from alpamayo_core.model.config import ImageConfig, preset
 
 VISION = preset("tiny").vision
@@ -47,6 +52,21 @@ def test_matches_hf_slow_processor_layout_and_values():
     # PIL vs torch uint8 bicubic-AA: at most one grey level (2/255 after normalisation).
     assert diff.max().item() <= 1.0 / 127.5 + 1e-6
     assert diff.mean().item() < 1e-3
+
+
+def test_patch_buffer_gives_identical_patches_and_is_reused_per_shape():
+    frames = _smooth_frames(2, 320, 576, seed=2)
+    fresh = preprocess_images(frames, CFG, VISION, fold_time=True).pixel_values
+    buffer = PatchBuffer()
+    first = preprocess_images(frames, CFG, VISION, fold_time=True, buffer=buffer).pixel_values
+    assert torch.equal(first, fresh)
+    again = preprocess_images(frames.flip(0), CFG, VISION, fold_time=True,
+                              buffer=buffer).pixel_values
+    assert again.data_ptr() == first.data_ptr()  # the same memory, overwritten
+    assert torch.equal(again[:720], fresh[720:])
+    smaller = preprocess_images(frames[:1], CFG, VISION, fold_time=True, buffer=buffer)
+    assert smaller.pixel_values.shape == (720, 768)
+    assert torch.equal(smaller.pixel_values, fresh[:720])
 
 
 def test_patch_order_follows_qwen2vl():

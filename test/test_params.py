@@ -59,6 +59,8 @@ def test_empty_model_dir_means_the_embedded_demo_model():
     ({"autostart": 1}, "autostart"),
     ({"odom_frame": ""}, "odom_frame"),
     ({"sync_tolerance_s": 0.0}, "sync_tolerance_s"),
+    ({"decode_mode": "jit"}, "decode_mode"),
+    ({"decode_mode": "cuda_graph"}, "decode_mode"),  # device is cpu
 ])
 def test_invalid_values_name_the_field(changes, field_name):
     kwargs = {"model_dir": "/m", **changes}

@@ -37,6 +37,14 @@ def planner(params):
     return load_planner(params)
 
 
+@pytest.mark.parametrize(("mode", "compiled", "graphed"),
+                         [("eager", False, False), ("compile", True, False)])
+def test_decode_mode_reaches_the_planner(tiny_model_dir, mode, compiled, graphed):
+    params = NodeParams(model_dir=str(tiny_model_dir), decode_mode=mode)
+    decode = load_planner(params).decode
+    assert (decode.compile, decode.cuda_graph) == (compiled, graphed)
+
+
 def _odometry(t_s: float, frame: str = "odom") -> Odometry:
     msg = Odometry()
     msg.header.stamp = time_msg(T0_NS + round(t_s * 1e9))

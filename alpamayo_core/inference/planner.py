@@ -50,7 +50,7 @@ from alpamayo_core.inference.reasoning import (
 from alpamayo_core.inference.selection import select_medoid
 from alpamayo_core.inference.timing import device_clock
 from alpamayo_core.inputs.cameras import MAX_CAMERAS, camera_ids_for_names
-from alpamayo_core.inputs.images import ImageInputs, preprocess_images
+from alpamayo_core.inputs.images import ImageInputs, PatchBuffer, preprocess_images
 from alpamayo_core.inputs.prompt import PromptInputs, PromptLayout, build_prompt, without_route
 from alpamayo_core.inputs.tokens import HistoryDeltaTokenizer
 from alpamayo_core.io.model_io import LoadedModel, load_model
@@ -94,6 +94,7 @@ class Planner:
         self.frame_cache = frame_cache or FrameEncodingCache(
             cameras * len(self.cfg.images.frame_offsets_s))
         self.guidance = guidance or GuidanceConfig()
+        self._patch_buffer = PatchBuffer()
         if self.guidance != GuidanceConfig() and not self.cfg.is_1_5:
             raise ValueError(f"guidance: {self.cfg.name} is an Alpamayo-R1 model; guidance and "
                              "noise temperature are Alpamayo 1.5 features (load a 1.5 "
@@ -202,18 +203,22 @@ class Planner:
             raise ValueError(f"history_rot: not rotation matrices (|R R^T - I| = "
                              f"{orthogonality:.2g})")
 
-    def _images(self, images_rgb: np.ndarray) -> ImageInputs:
+    def _images(self, images_rgb: np.ndarray, buffer: PatchBuffer | None) -> ImageInputs:
         frames = torch.from_numpy(np.ascontiguousarray(images_rgb))  # (C, F, H, W, 3)
         return preprocess_images(frames.permute(0, 1, 4, 2, 3), self.cfg.images,
                                  self.cfg.vision, fold_time=True, device=self.device,
-                                 dtype=self._model.compute_dtype)  # channels-last view
+                                 dtype=self._model.compute_dtype,
+                                 buffer=buffer)  # channels-last view
 
-    def preprocess(self, inputs: PlanInputs) -> PromptInputs:
-        """Images -> patches, history -> 48 tokens, fused into the chat prompt."""
+    def preprocess(self, inputs: PlanInputs, buffer: PatchBuffer | None = None) -> PromptInputs:
+        """Images -> patches, history -> 48 tokens, fused into the chat prompt.
+
+        With `buffer` (`plan` and `ask` pass the planner's own) the float32 patches are
+        written into it and stay valid only until its next use."""
         xyz = torch.as_tensor(np.asarray(inputs.history_xyz_m), dtype=torch.float32)
         history_ids = self._history_tokenizer.encode(xyz)  # (48,)
         prompt = build_prompt(self.loaded.tokenizer, self.loaded.token_ids,
-                              self._images(inputs.images_rgb), history_ids,
+                              self._images(inputs.images_rgb, buffer), history_ids,
                               num_history_tokens=self.cfg.history_tokenizer.num_tokens,
                               layout=self.layout(inputs.camera_ids, inputs.route_text))
         return _to_device(prompt, self.device)
@@ -241,7 +246,7 @@ class Planner:
         self.validate(inputs)
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        prompt = self.preprocess(inputs)
+        prompt = self.preprocess(inputs, self._patch_buffer)
         timings["preprocess"] = self._ms_since(start)
         check_cancel(cancel, "preprocessing")
         mark = device_clock(self.device)
@@ -336,7 +341,8 @@ class Planner:
         self._validate_images(images_rgb, layout)
         start = time.perf_counter()
         prompt = _to_device(build_prompt(self.loaded.tokenizer, self.loaded.token_ids,
-                                         self._images(images_rgb), None, layout=layout),
+                                         self._images(images_rgb, self._patch_buffer), None,
+                                         layout=layout),
                             self.device)
         preprocess_ms = self._ms_since(start)
         check_cancel(cancel, "preprocessing")

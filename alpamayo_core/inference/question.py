@@ -73,8 +73,7 @@ def answer_question(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling: Sa
     seqs[:, :prompt_len] = prompt.input_ids
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator,
                            mask_traj_tokens=False)
-    n_new = _decode(pre.step, pre.cache, pre.logits, seqs, prompt_len,
-                    int(pre.positions.max()) + 1, sample, token_ids, options, pre.graph, cancel,
+    n_new = _decode(pre, pre.logits, seqs, prompt_len, sample, token_ids, options, cancel,
                     stop_after_future_start=False)
     t2 = device_clock(device)
     generated = seqs[0, prompt_len:prompt_len + n_new].tolist()

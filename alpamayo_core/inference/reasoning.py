@@ -22,7 +22,13 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache, LogitsProcessor
 
-from alpamayo_core.inference.decode_step import GraphedDecodeStep, StaticKV, TextDecodeStep
+from alpamayo_core.inference.decode_step import (
+    CompiledDecodeStep,
+    DecodeForward,
+    GraphedDecodeStep,
+    StaticKV,
+    TextDecodeStep,
+)
 from alpamayo_core.inference.frame_cache import ImageFeatures, encode_frames
 from alpamayo_core.inference.prefill import prefill_into
 from alpamayo_core.inference.timing import device_clock
@@ -71,18 +77,24 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How the reasoning decode loop runs (not what it samples: outputs do not depend on it).
+    """How the reasoning decode loop runs (not what it samples).
 
-    cuda_graph: replay one CUDA graph per (rows, cache capacity) bucket (CUDA devices only).
+    compile: run each token through `CompiledDecodeStep` (`torch.compile`, any device; one
+        compile per (rows, cache capacity) bucket, on the bucket's first plan). Logits equal
+        the eager loop's to float rounding, so a sampled token can differ only where two
+        candidates tie within that rounding.
+    cuda_graph: replay one CUDA graph per (rows, cache capacity) bucket (CUDA devices only;
+        the same operators as eager, so the same outputs).
     stop_check_every: tokens between host reads of the on-device stop flags; 0 = 1 on CPU
         (a read costs nothing there) and 8 on CUDA (each read is a host synchronisation).
-    capacity_multiple: cache capacities are rounded up to a multiple of this, so that plans
-        with nearby prompt lengths share a captured graph.
+    capacity_multiple: with `compile` or `cuda_graph`, cache capacities are rounded up to a
+        multiple of this, so that plans with nearby prompt lengths share a bucket.
 
     With `cuda_graph` the result's K/V are views of the graph's own cache: valid until the
     next plan with the same (rows, capacity) (copy them to keep them longer).
     """
 
+    compile: bool = False
     cuda_graph: bool = False
     stop_check_every: int = 0
     capacity_multiple: int = 256
@@ -94,6 +106,9 @@ class DecodeOptions:
         if self.capacity_multiple < 1:
             raise ValueError("decode.capacity_multiple: must be >= 1, got "
                              f"{self.capacity_multiple}")
+        if self.compile and self.cuda_graph:
+            raise ValueError("decode: choose one of compile and cuda_graph (a CUDA graph "
+                             "already removes the per-operator launches compiling fuses)")
 
     def check_interval(self, device: torch.device) -> int:
         if self.stop_check_every:
@@ -101,8 +116,8 @@ class DecodeOptions:
         return 1 if device.type == "cpu" else 8
 
     def capacity(self, tokens: int) -> int:
-        """Cache columns for `tokens` (rounded up to `capacity_multiple` with graphs)."""
-        if not self.cuda_graph:
+        """Cache columns for `tokens` (rounded up to `capacity_multiple` into buckets)."""
+        if not (self.cuda_graph or self.compile):
             return tokens
         return -(-tokens // self.capacity_multiple) * self.capacity_multiple
 
@@ -183,9 +198,8 @@ class _TokenSampler:
         return sample_top_p(scores.div_(self.temperature), self.top_p, self.generator)
 
 
-def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
-            prompt_len: int, first_position: int, sample: _TokenSampler, token_ids: TokenIds,
-            options: DecodeOptions, graph: GraphedDecodeStep | None = None,
+def _decode(pre: _Prefilled, logits: Tensor, seqs: Tensor, prompt_len: int,
+            sample: _TokenSampler, token_ids: TokenIds, options: DecodeOptions,
             cancel: threading.Event | None = None,
             stop_after_future_start: bool = True) -> int:
     """Sample into `seqs[:, prompt_len:]` until every row is done; returns tokens generated.
@@ -206,7 +220,7 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
     seen_stop = torch.zeros(rows, dtype=torch.bool, device=device)
     all_done = torch.zeros(max_new, dtype=torch.bool, device=device)  # per step
     pad = torch.full((rows,), token_ids.pad, dtype=seqs.dtype, device=device)
-    rotations = step.rope_table(first_position, max_new)  # (N, D, D)
+    rotations = pre.step.rope_table(pre.first_position, max_new)  # (N, D, D)
     columns = torch.arange(prompt_len, prompt_len + max_new, device=device)
     check_every = options.check_interval(device)
     for i in range(max_new):
@@ -223,11 +237,7 @@ def _decode(step: TextDecodeStep, cache: StaticKV, logits: Tensor, seqs: Tensor,
                 return int(finished.to(torch.int8).argmax()) + 1
         if i == max_new - 1:
             break
-        write_at = columns[i:i + 1]
-        if graph is not None:
-            logits = graph(nxt, rotations[i], write_at)
-        else:
-            logits = step(nxt, rotations[i], cache, write_at, kv_len=at + 1)
+        logits = pre.forward(nxt, rotations[i], columns[i:i + 1], at + 1)
     return max_new
 
 
@@ -261,6 +271,8 @@ def _kv(cache: DynamicCache) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
 
 #: Captured decode graphs per model, keyed by (rows, capacity); dropped with the model.
 _GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The compiled decode step of each model; dropped with the model.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _graphed_step(vlm, step: TextDecodeStep, rows: int, capacity: int) -> GraphedDecodeStep:
@@ -270,13 +282,25 @@ def _graphed_step(vlm, step: TextDecodeStep, rows: int, capacity: int) -> Graphe
     return graphs[(rows, capacity)]
 
 
-def _plan_cache(vlm, step: TextDecodeStep, rows: int, capacity: int,
-                options: DecodeOptions) -> tuple[StaticKV, GraphedDecodeStep | None]:
-    """The plan's static cache (the graph's own with `cuda_graph`) and its graph (or None)."""
+def _plan_cache(vlm, rows: int, capacity: int, length: int,
+                options: DecodeOptions) -> tuple[TextDecodeStep, StaticKV, DecodeForward]:
+    """The plan's decode step, static cache (the graph's own with `cuda_graph`) and the
+    forward the loop calls; `length` prompt columns will be filled by the prefill."""
+    if options.compile:
+        if vlm not in _COMPILED:
+            _COMPILED[vlm] = CompiledDecodeStep(TextDecodeStep(vlm))
+        compiled = _COMPILED[vlm]
+        cache = compiled.step.allocate(rows, capacity)
+        return compiled.step, cache, compiled.bind(cache, length)
+    step = TextDecodeStep(vlm)
     if options.cuda_graph:
         graph = _graphed_step(vlm, step, rows, capacity)
-        return graph.cache, graph
-    return step.allocate(rows, capacity), None
+        graph.open(length)
+        return step, graph.cache, lambda tokens, rotation, write_at, _kv_len: graph(
+            tokens, rotation, write_at)
+    cache = step.allocate(rows, capacity)
+    return step, cache, lambda tokens, rotation, write_at, kv_len: step(
+        tokens, rotation, cache, write_at, kv_len=kv_len)
 
 
 @dataclass(frozen=True)
@@ -287,7 +311,12 @@ class _Prefilled:
     positions: Tensor  # (3, 1, L0) mRoPE ids
     step: TextDecodeStep
     cache: StaticKV
-    graph: GraphedDecodeStep | None
+    forward: DecodeForward
+
+    @property
+    def first_position(self) -> int:
+        """mRoPE position of the first decoded token."""
+        return int(self.positions.max()) + 1
 
 
 def _prefill(vlm, prompt: PromptInputs, features: ImageFeatures | None, rows: int,
@@ -298,13 +327,10 @@ def _prefill(vlm, prompt: PromptInputs, features: ImageFeatures | None, rows: in
     if features is None:
         features = encode_frames(vlm.model.visual, prompt.pixel_values, prompt.image_grid_thw,
                                  None, None)
-    step = TextDecodeStep(vlm)
-    cache, graph = _plan_cache(vlm, step, rows,
-                               options.capacity(prompt.length + max_new_tokens), options)
+    step, cache, forward = _plan_cache(
+        vlm, rows, options.capacity(prompt.length + max_new_tokens), prompt.length, options)
     logits = prefill_into(vlm, prompt.input_ids, positions, features, cache)  # (1, V)
-    if graph is not None:
-        graph.open(prompt.length)
-    return _Prefilled(logits, positions, step, cache, graph)
+    return _Prefilled(logits, positions, step, cache, forward)
 
 
 @torch.no_grad()
@@ -318,7 +344,8 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
 
     `tokenizer` (optional) decodes the texts; `generator` makes sampling reproducible;
     `logits_processor` (an HF `LogitsProcessor`) runs after the `<iN>` mask, before the warpers;
-    `decode` chooses how the loop runs (static cache always; CUDA graph optional);
+    `decode` chooses how the loop runs (static cache always; compiled or CUDA graph
+    optional);
     `image_features` (from `frame_cache.encode_frames`) replace the vision tower pass (without
     them it runs here, inside the prefill time); the prompt is prefilled by
     `prefill.prefill_into` straight into the decode loop's static cache;
@@ -334,16 +361,15 @@ def generate_reasoning(vlm, prompt: PromptInputs, token_ids: TokenIds, sampling:
     seqs = torch.full((rows, prompt_len + sampling.max_new_tokens), token_ids.pad, device=device)
     seqs[:, :prompt_len] = prompt.input_ids
     sample = _TokenSampler(token_ids, sampling, logits_processor, generator)
-    first_position = int(pre.positions.max()) + 1
-    n_new = _decode(pre.step, pre.cache, pre.logits.expand(rows, -1), seqs, prompt_len,
-                    first_position, sample, token_ids, options, pre.graph, cancel)
+    n_new = _decode(pre, pre.logits.expand(rows, -1), seqs, prompt_len, sample, token_ids,
+                    options, cancel)
     t2 = device_clock(device)
     seqs, index, found = _locate_future_start(seqs[:, :prompt_len + n_new], prompt_len,
                                               token_ids.traj_future_start, token_ids.pad)
     keys, values = pre.cache.narrow(prompt_len + n_new - 1)
     return Phase1Result(
         sequences=seqs, keys=keys, values=values, future_start_index=index,
-        future_start_position=index - prompt_len + first_position, found_future_start=found,
+        future_start_position=index - prompt_len + pre.first_position, found_future_start=found,
         texts=_texts(tokenizer, prompt.input_ids, seqs, prompt_len), prompt_length=prompt_len,
         num_generated=n_new, prefill_s=t1 - t0, decode_s=t2 - t1)
 

@@ -27,6 +27,7 @@ BACKENDS = ("auto", "torch", "torch_static", "onnxruntime", "tensorrt", "torch_c
 TRT_PRECISIONS = ("auto", "bf16", "fp16", "fp8", "fp32")
 TRANSPORTS = ("raw", "compressed")
 QOS_CHOICES = ("best_effort", "reliable", "auto")
+DECODE_MODES = ("eager", "compile", "cuda_graph")
 # The checkpoint's camera order and names (also the synthetic rig's and bag tools' names).
 DEFAULT_CAMERAS: tuple[str, ...] = ImageConfig().cameras
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -73,6 +74,12 @@ class NodeParams:
     tensorrt_precision: str = _param(
         "auto", "TensorRT engine precision to load; auto = bf16 where the GPU supports it, "
         "else fp32 (fp16/fp8 only when asked for)", choices=TRT_PRECISIONS)
+    decode_mode: str = _param(
+        "eager", "Reasoning decode loop: eager; compile = torch.compile the decode step once "
+        "per (rows, cache length) bucket (fuses the ~100 small operators of a token; the "
+        "first plan of a bucket compiles: ~15 s on a CPU with an empty inductor cache, so "
+        "keep warmup_on_configure on); cuda_graph = one CUDA graph per bucket (CUDA devices "
+        "only)", choices=DECODE_MODES)
     warmup_on_configure: bool = _param(
         True, "Run one plan on blank inputs during configure so the first real plan is fast")
     # --- planning and sampling ---
@@ -171,6 +178,8 @@ class NodeParams:
             _check_field(f, getattr(self, f.name))
         _require(bool(_DEVICE_RE.match(self.device)), "device",
                  f"must be cpu, cuda or cuda:N, got {self.device!r}")
+        _require(self.decode_mode != "cuda_graph" or self.device.startswith("cuda"),
+                 "decode_mode", f"cuda_graph needs a CUDA device, device is {self.device!r}")
         n = len(self.camera_names)
         _require(n >= 1, "camera_names", "needs at least one camera")
         _require(len(set(self.camera_names)) == n, "camera_names", "has duplicate names")

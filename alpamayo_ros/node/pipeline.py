@@ -67,9 +67,13 @@ def load_planner(params: NodeParams) -> Planner:
     """`Planner` for params.model_path (model_dir or the embedded demo model) on params.device
     with params.backend and settings."""
     from alpamayo_core.inference.planner import Planner
+    from alpamayo_core.inference.reasoning import DecodeOptions
 
+    decode = DecodeOptions(compile=params.decode_mode == "compile",
+                           cuda_graph=params.decode_mode == "cuda_graph")
     planner = Planner.from_pretrained(params.model_path, device=params.device,
                                       backend=params.backend,
                                       backend_fallback=params.backend_fallback,
-                                      backend_options={"precision": params.tensorrt_precision})
+                                      backend_options={"precision": params.tensorrt_precision},
+                                      decode=decode)
     return with_node_settings(planner, params)
