@@ -73,6 +73,38 @@ def test_ort_fused_euler_equals_the_generic_sampler(step, onnx_path):
         assert torch.equal(ort.sample(noise, flow), sample(ort.velocity, noise, flow))
 
 
+class StopAtCall:
+    """A `before_step` hook that counts its calls and raises at call `n`."""
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls == self.n:
+            raise InterruptedError(f"stopped before step {self.n}")
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "torch"])
+def test_before_step_runs_before_every_step_and_can_stop_the_flow(step, onnx_path, name):
+    """The hook (the planner's cancel check) runs once per step in the backend's own loop
+    (ONNX Runtime's in-buffer Euler, the generic loop), changes nothing when it returns, and
+    stops the flow where it raises."""
+    prefix = random_prefix(step, 2, 50)
+    noise, _ = inputs(2)
+    flow = FlowConfig(num_steps=4)
+    options = {"onnx_path": onnx_path} if name == "onnxruntime" else {}
+    with create_backend(name, step, "cpu", **options) as backend:
+        backend.bind(prefix)
+        hook = StopAtCall(0)  # never raises
+        assert torch.equal(backend.sample(noise, flow, hook), backend.sample(noise, flow))
+        assert hook.calls == 4
+        hook = StopAtCall(3)
+        with pytest.raises(InterruptedError, match="before step 3"):
+            backend.sample(noise, flow, hook)
+        assert hook.calls == 3
+
+
 def test_full_plan_parity_on_a_smooth_field(tmp_path):
     """Low max_freq and small weights: a smooth field, so 10-step plans stay together."""
     step = random_step(smooth_config(tiny_cfg()), seed=3, init_std=0.05)

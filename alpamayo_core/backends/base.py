@@ -120,10 +120,21 @@ class ExpertBackend(abc.ABC):
     def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x (B, T, 2) float32, t (B,) float32 -> velocity (B, T, 2) float32 (a new tensor)."""
 
-    def sample(self, noise: torch.Tensor, flow_cfg: FlowConfig) -> torch.Tensor:
-        """Integrate the flow from `noise` (B, T, 2) to t = 1 (`flow_matching.sample`)."""
+    def sample(self, noise: torch.Tensor, flow_cfg: FlowConfig,
+               before_step: Callable[[], None] | None = None) -> torch.Tensor:
+        """Integrate the flow from `noise` (B, T, 2) to t = 1 (`flow_matching.sample`).
+
+        `before_step` runs before every velocity evaluation; an exception it raises (e.g. a
+        cancelled plan) stops the flow there."""
         self.check_batch(noise)
-        return flow_sample(self.velocity, noise, flow_cfg)
+        if before_step is None:
+            return flow_sample(self.velocity, noise, flow_cfg)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            before_step()
+            return self.velocity(x, t)
+
+        return flow_sample(velocity, noise, flow_cfg)
 
     def check_batch(self, x: torch.Tensor) -> None:
         """ValueError unless x is (B, T, 2) with the bound prefix's B and T."""

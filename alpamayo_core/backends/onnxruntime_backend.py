@@ -19,6 +19,7 @@ EP when `device` is CUDA and this onnxruntime build has it (on torch's current s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -169,11 +170,12 @@ class OnnxRuntimeBackend(ExpertBackend):
         if self.device.type == "cuda":
             self._binding.synchronize_outputs()
 
-    def sample(self, noise: torch.Tensor, flow_cfg: FlowConfig) -> torch.Tensor:
+    def sample(self, noise: torch.Tensor, flow_cfg: FlowConfig,
+               before_step: Callable[[], None] | None = None) -> torch.Tensor:
         """Euler runs in the bound buffers (x updated in place, no per-step tensors); other
-        solvers use the generic loop."""
+        solvers use the generic loop. `before_step` as in `ExpertBackend.sample`."""
         if flow_cfg.solver != "euler":
-            return super().sample(noise, flow_cfg)
+            return super().sample(noise, flow_cfg, before_step)
         self.check_batch(noise)
         x, t, out = self._buffers[0], self._buffers[1], self._out
         grid = time_grid(flow_cfg.num_steps, self.device)
@@ -181,6 +183,8 @@ class OnnxRuntimeBackend(ExpertBackend):
         step_dx = torch.empty_like(out)
         x.copy_(noise)
         for i, t_i in enumerate(times):
+            if before_step is not None:
+                before_step()
             t.fill_(t_i)  # exact: t_i is a float32 grid value
             self._run()
             torch.mul(out, deltas[i], out=step_dx)

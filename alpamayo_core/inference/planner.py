@@ -300,9 +300,8 @@ class Planner:
               noise: torch.Tensor | None, unguided: UnguidedContext | None,
               cancel: threading.Event | None) -> torch.Tensor:
         """(B, T, 2) normalised actions; with `unguided`, the CFG field over both prefixes
-        stacked on the batch. With `cancel` (or guidance), the generic sampler runs over a
-        velocity function, so the event is checked before every step (a backend's own
-        `sample` fast path, e.g. ONNX Runtime io-binding, has no such hook)."""
+        stacked on the batch. `cancel` is checked before every step (unguided, inside the
+        backend's own `sample`, e.g. ONNX Runtime's io-binding Euler loop)."""
         rows, n_act = phase1.sequences.shape[0], self.cfg.n_waypoints
         if noise is None:
             noise = flow_matching.make_noise(rows, n_act, generator=generator,
@@ -313,13 +312,10 @@ class Planner:
         noise = noise.to(self.device, torch.float32)
         if unguided is None:
             self._expert.bind(self._prefix(phase1))
-            if cancel is None:
-                return self._expert.sample(noise, self.flow)
-            self._expert.check_batch(noise)
-            field = self._expert.velocity
-        else:
-            self._expert.bind(stack_prefixes(self._prefix(phase1), self._prefix(unguided)))
-            field = GuidedVelocity(self._expert, self.guidance.weight)
+            return self._expert.sample(noise, self.flow,
+                                       lambda: check_cancel(cancel, "flow matching"))
+        self._expert.bind(stack_prefixes(self._prefix(phase1), self._prefix(unguided)))
+        field = GuidedVelocity(self._expert, self.guidance.weight)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             check_cancel(cancel, "flow matching")
