@@ -26,11 +26,16 @@ PLAN_TIMEOUT_S = 90.0
 RELIABILITY = {"raw": "best_effort", "compressed": "reliable"}
 
 
+# The JPEG stack also decodes through the compiled decode step (decode_mode compile).
+DECODE_MODE = {"raw": "eager", "compressed": "compile"}
+
+
 @pytest.fixture(scope="module", params=["raw", "compressed"])
 def stack(request, tmp_path_factory):
     s = NodeStack(tmp_path_factory.getbasetemp(), [request.param],
                   params={"num_traj_samples": NUM_SAMPLES, "plan_rate_hz": 2.0,
-                          "max_generation_tokens": 16, "camera_qos": "auto"},
+                          "max_generation_tokens": 16, "camera_qos": "auto",
+                          "decode_mode": DECODE_MODE[request.param]},
                   publisher_args=["--speed", str(SPEED_MPS),
                                   "--reliability", RELIABILITY[request.param]])
     try:  # the processes are stopped even when the first plans never come
@@ -125,6 +130,7 @@ def test_diagnostics_report_rates_ages_and_model(stack):
         "alpamayo diagnostics")
     _, planner = _diag_values(arrays[-1], "alpamayo: planner")
     assert planner["model_id"] == plan.model_id and planner["backend"] == plan.backend
+    assert planner["decode"] == DECODE_MODE[stack.params["camera_transport"][0]]
     assert planner["state"] == "active" and int(planner["plans_ok"]) >= 1
     assert "skipped_ticks" in planner and float(planner["latency_ms_mean"]) > 0
     for camera in DEFAULT_CAMERAS:

@@ -47,6 +47,7 @@ from alpamayo_core.inference.reasoning import (
     check_cancel,
     generate_reasoning,
 )
+from alpamayo_core.inference.reasoning import decode_mode as reasoning_decode_mode
 from alpamayo_core.inference.selection import select_medoid
 from alpamayo_core.inference.timing import device_clock
 from alpamayo_core.inputs.cameras import MAX_CAMERAS, camera_ids_for_names
@@ -129,6 +130,12 @@ class Planner:
     @property
     def backend_name(self) -> str:
         return self._expert.name
+
+    @property
+    def decode_mode(self) -> str:
+        """How the reasoning decode loop runs: eager, compile, cuda_graph, or
+        "eager (compiling failed: ...)" (`reasoning.decode_mode`)."""
+        return reasoning_decode_mode(self._model.vlm, self.decode)
 
     @property
     def default_camera_ids(self) -> tuple[int, ...]:

@@ -303,6 +303,19 @@ def _plan_cache(vlm, rows: int, capacity: int, length: int,
         tokens, rotation, cache, write_at, kv_len=kv_len)
 
 
+def decode_mode(vlm, options: DecodeOptions) -> str:
+    """How `vlm`'s decode loop runs under `options`: eager, cuda_graph, compile, or
+    "eager (compiling failed: ...)" once compiling failed for this model."""
+    if options.cuda_graph:
+        return "cuda_graph"
+    if not options.compile:
+        return "eager"
+    compiled = _COMPILED.get(vlm)
+    if compiled is not None and compiled.failed is not None:
+        return f"eager (compiling failed: {compiled.failed.splitlines()[0]})"
+    return "compile"
+
+
 @dataclass(frozen=True)
 class _Prefilled:
     """A prompt prefilled into a decode loop's static cache."""

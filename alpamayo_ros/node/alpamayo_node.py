@@ -157,7 +157,7 @@ class AlpamayoNode(NavigationMixin, LifecycleNode):
             return _FAILURE
         self.get_logger().info(
             f"configured: model {self._planner.model_id} backend {self._planner.backend_name} "
-            f"device {params.device}")
+            f"decode {params.decode_mode} device {params.device}")
         selection = self._planner.backend_selection
         if selection is not None:
             log = self.get_logger().warning if selection.fell_back else self.get_logger().info
@@ -360,7 +360,7 @@ class AlpamayoNode(NavigationMixin, LifecycleNode):
             model_id=self._planner.model_id, backend=self._planner.backend_name,
             camera_reliability={k: v.name for k, v in self._camera_reliability.items()},
             backend_selection=self._planner.backend_selection,
-            clock_advancing=clock_advancing)
+            clock_advancing=clock_advancing, decode=self._planner.decode_mode)
         statuses.append(self._navigation_diagnostic(now_ns))
         stamp_ns = now_ns if clock_advancing else time.time_ns()
         self._pubs["diagnostics"].publish(messages.diagnostic_array(stamp_ns, statuses))

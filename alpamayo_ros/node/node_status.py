@@ -152,9 +152,10 @@ def _planner_level(status: NodeStatus, params: NodeParams,
 
 
 def _planner_status(status: NodeStatus, params: NodeParams, now_ns: int, model_id: str,
-                    backend: str, clock_advancing: bool):
+                    backend: str, decode: str, clock_advancing: bool):
     values = {"state": "active" if status.active else "inactive", "model_id": model_id,
-              "backend": backend, "device": params.device, "plan_rate_hz": params.plan_rate_hz,
+              "backend": backend, "decode": decode, "device": params.device,
+              "plan_rate_hz": params.plan_rate_hz,
               "clock_advancing": clock_advancing,
               "since_last_plan_s": round(status.since_last_plan_s(), 3), **status.values()}
     if status.last_t0_ns is not None:
@@ -191,10 +192,13 @@ def diagnostics_statuses(
     camera_reliability: dict[str, str],
     backend_selection: BackendSelection | None = None,
     clock_advancing: bool = True,
+    decode: str = "eager",
 ) -> list:
-    """Planner status, the expert backend's, one status per camera (ERROR while its newest
-    decode attempt failed), one for odometry."""
-    out = [_planner_status(status, params, now_ns, model_id, backend, clock_advancing),
+    """Planner status (with `decode`, how the reasoning decode loop runs), the expert
+    backend's, one status per camera (ERROR while its newest decode attempt failed), one for
+    odometry."""
+    out = [_planner_status(status, params, now_ns, model_id, backend, decode,
+                           clock_advancing),
            backend_status(backend, backend_selection)]
     newest = cameras.newest_stamps_ns()
     decode_errors = cameras.decode_errors()
