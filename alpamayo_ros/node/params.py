@@ -77,7 +77,7 @@ class NodeParams:
     decode_mode: str = _param(
         "eager", "Reasoning decode loop: eager; compile = torch.compile the decode step once "
         "per (rows, cache length) bucket (fuses the ~100 small operators of a token; the "
-        "first plan of a bucket compiles: ~15 s on a CPU with an empty inductor cache, so "
+        "first plan of a bucket compiles: ~20 s on a CPU with an empty inductor cache, so "
         "keep warmup_on_configure on); cuda_graph = one CUDA graph per bucket (CUDA devices "
         "only)", choices=DECODE_MODES)
     warmup_on_configure: bool = _param(
