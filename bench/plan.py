@@ -229,44 +229,62 @@ def setup(model_dir: Path, decode: DecodeOptions | None = None):
 
 
 def run(model_dir: Path, runs: int, stock_shared: bool = False,
-        decode: DecodeOptions | None = None) -> dict[str, dict[str, list[float]]]:
-    planner, plan_inputs, force = setup(model_dir, decode)
+        compiled: bool = False) -> dict[str, dict[str, list[float]]]:
+    """Interleaved rounds of the stock path and ours (and, with `compiled`, ours with the
+    compiled decode step, sharing the model and the expert backend); per path and stage the
+    samples in ms. Each round reverses the previous round's order."""
+    planner, plan_inputs, force = setup(model_dir)
     stock = StockPath(planner, force, stock_shared)
-    samples: dict[str, dict[str, list[float]]] = {"ours": {}, "stock": {}}
-    for i in range(runs + 1):  # round 0 warms both paths up
-        order = ("stock", "ours") if i % 2 else ("ours", "stock")
-        for path in order:
-            t = stock.plan(plan_inputs, i) if path == "stock" else \
-                ours_plan(planner, plan_inputs, i, force)
+    ours = {"ours": planner}
+    if compiled:
+        ours["ours_compiled"] = planner.with_settings(decode=DecodeOptions(compile=True))
+    names = ["stock", *ours]
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    for i in range(runs + 1):  # round 0 warms every path up (and compiles)
+        for name in (names if i % 2 else names[::-1]):
+            t = stock.plan(plan_inputs, i) if name == "stock" else \
+                ours_plan(ours[name], plan_inputs, i, force)
             for k, v in t.items():
                 if i:
-                    samples[path].setdefault(k, []).append(float(v))
+                    samples[name].setdefault(k, []).append(float(v))
     print(f"prompt {force.prompt_len} tokens, reasoning {REASONING_TOKENS} tokens, "
           f"{planner.flow.num_steps} flow steps, our backend {planner.backend_name}, "
-          f"decode {'compiled' if planner.decode.compile else 'eager'}, "
           f"{runs} interleaved rounds, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     return samples
 
 
+STAGES = ("preprocess", "vision", "prefill", "decode", "decode/token", "vision+prefill+decode",
+          "flow", "flow/step", "trajectory", "total")
+
+
 def report(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
-    rows = {}
-    print(f"{'stage':<22}{'ours min':>10}{'median':>9}{'stock min':>11}{'median':>9}"
-          f"{'ratio(min)':>12}")
-    for stage in ("preprocess", "vision", "prefill", "decode", "decode/token",
-                  "vision+prefill+decode", "flow", "flow/step", "trajectory", "total"):
-        ours, stock = samples["ours"][stage], samples["stock"].get(stage)
-        row = {"ours_min_ms": min(ours), "ours_median_ms": statistics.median(ours)}
-        line = f"{stage:<22}{row['ours_min_ms']:10.2f}{row['ours_median_ms']:9.2f}"
-        if stock:
-            row.update(stock_min_ms=min(stock), stock_median_ms=statistics.median(stock),
-                       ratio_of_minima=min(ours) / min(stock))
-            line += (f"{row['stock_min_ms']:11.1f}{row['stock_median_ms']:9.1f}"
-                     f"{row['ratio_of_minima']:11.2f}x")
+    """Per stage: min and median of every path, and each of our paths' ratio of minima to
+    the stock path's (where the stock path has that stage)."""
+    ours = [name for name in samples if name != "stock"]
+    header = f"{'stage':<22}" + "".join(f"{name + ' min':>19}{'median':>9}"
+                                        for name in [*ours, "stock"])
+    print(header + "".join(f"{'ratio ' + name:>20}" for name in ours))
+    rows: dict[str, dict[str, float]] = {}
+    for stage in STAGES:
+        row, line = {}, f"{stage:<22}"
+        for name in [*ours, "stock"]:
+            values = samples[name].get(stage)
+            if values:
+                row[f"{name}_min_ms"] = min(values)
+                row[f"{name}_median_ms"] = statistics.median(values)
+                line += f"{min(values):19.2f}{statistics.median(values):9.2f}"
+            else:
+                line += f"{'':>28}"
+        if "stock_min_ms" in row:
+            for name in ours:
+                row[f"{name}_ratio_of_minima"] = row[f"{name}_min_ms"] / row["stock_min_ms"]
+                line += f"{row[f'{name}_ratio_of_minima']:19.2f}x"
         print(line)
         rows[stage] = row
-    print(f"\nend to end: ours {rows['total']['ratio_of_minima']:.2f}x the stock path "
-          f"(ratio of minima, same run)")
+    for name in ours:
+        print(f"end to end: {name} {rows['total'][f'{name}_ratio_of_minima']:.2f}x the stock "
+              "path (ratio of minima, same run)")
     return rows
 
 
@@ -306,12 +324,13 @@ def main() -> None:
     p.add_argument("--stock-shared", action="store_true",
                    help="stock path on our VLM's modules (the pre-plain baseline)")
     p.add_argument("--decode-compile", action="store_true",
-                   help="ours with DecodeOptions(compile=True) (the warm-up round compiles)")
+                   help="also time ours with DecodeOptions(compile=True) in the same rounds "
+                        "(the warm-up round compiles); --peak-rss then measures that path")
     args = p.parse_args()
     decode = DecodeOptions(compile=args.decode_compile)
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or make_tiny(Path(tmp) / "tiny")
-        rows = report(run(model, args.runs, args.stock_shared, decode))
+        rows = report(run(model, args.runs, args.stock_shared, args.decode_compile))
         if args.peak_rss:
             rows["peak_rss"] = peak_rss(model, decode=decode)
     if args.json:

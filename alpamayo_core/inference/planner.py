@@ -144,10 +144,12 @@ class Planner:
 
     def with_settings(self, sampling: SamplingConfig | None = None,
                       flow: FlowConfig | None = None,
-                      guidance: GuidanceConfig | None = None) -> Planner:
-        """A planner sharing this one's weights with other sampling/flow/guidance settings."""
+                      guidance: GuidanceConfig | None = None,
+                      decode: DecodeOptions | None = None) -> Planner:
+        """A planner sharing this one's weights and expert backend with other
+        sampling/flow/guidance/decode settings."""
         return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert,
-                       backend_selection=self.backend_selection, decode=self.decode,
+                       backend_selection=self.backend_selection, decode=decode or self.decode,
                        frame_cache=self.frame_cache, guidance=guidance or self.guidance)
 
     def _ms_since(self, start: float) -> float:
