@@ -228,6 +228,22 @@ def test_cuda_graph_refuses_a_cpu_model(setup):
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (inductor on CUDA)")
+def test_compiled_decode_equals_eager_on_gpu(setup):
+    ids, vlm, prompt = setup
+    vlm = copy.deepcopy(vlm).to("cuda")
+    prompt = type(prompt)(**{k: getattr(prompt, k).to("cuda") for k in
+                             ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")})
+    sampling = SamplingConfig(max_new_tokens=24, num_traj_samples=2, greedy=True)
+    runs = [generate_reasoning(vlm, prompt, ids, sampling, decode=DecodeOptions(compile=c))
+            for c in (False, True, True)]  # the second compiled plan reuses the graph
+    for compiled in runs[1:]:
+        assert torch.equal(compiled.sequences, runs[0].sequences)
+        for a, b in zip(compiled.keys, runs[0].keys, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graph capture)")
 def test_cuda_graph_decode_equals_eager_on_gpu(setup):
     ids, vlm, prompt = setup
