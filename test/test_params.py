@@ -61,11 +61,29 @@ def test_empty_model_dir_means_the_embedded_demo_model():
     ({"sync_tolerance_s": 0.0}, "sync_tolerance_s"),
     ({"decode_mode": "jit"}, "decode_mode"),
     ({"decode_mode": "cuda_graph"}, "decode_mode"),  # device is cpu
+    ({"backend": "tensorrt", "num_traj_samples": 8}, "tensorrt_max_batch"),  # engine B <= 6
+    ({"tensorrt_max_prefix": 8}, "tensorrt_max_prefix"),
 ])
 def test_invalid_values_name_the_field(changes, field_name):
     kwargs = {"model_dir": "/m", **changes}
     with pytest.raises(ValueError, match=f"parameter {field_name}:"):
         NodeParams(**kwargs)
+
+
+def test_tensorrt_parameters_name_the_engine_alpamayo_export_builds():
+    """The node's engine options give the EngineSpec (hence the engine file name) that
+    `alpamayo-export trt --max-batch 12 --max-prefix 8192` builds; other backends ignore
+    them."""
+    from alpamayo_core.backends import options_for
+    from alpamayo_core.backends.tensorrt_backend import EngineSpec
+    from alpamayo_ros.node.pipeline import expert_backend_options
+
+    params = NodeParams(model_dir="/m", backend="tensorrt", num_traj_samples=12,
+                        tensorrt_max_batch=12, tensorrt_max_prefix=8192)
+    options = expert_backend_options(params)
+    assert EngineSpec(**options_for("tensorrt", **options)) == EngineSpec(
+        precision="auto", max_batch=12, max_prefix=8192)
+    assert "max_batch" not in options_for("onnxruntime", **options)
 
 
 def test_per_camera_transport_and_compressed_topic():

@@ -74,6 +74,13 @@ class NodeParams:
     tensorrt_precision: str = _param(
         "auto", "TensorRT engine precision to load; auto = bf16 where the GPU supports it, "
         "else fp32 (fp16/fp8 only when asked for)", choices=TRT_PRECISIONS)
+    tensorrt_max_batch: int = _param(
+        6, "Rows the TensorRT engine to load admits, as built by alpamayo-export trt "
+        "--max-batch (part of the engine's name): at least num_traj_samples, twice that with "
+        "Alpamayo 1.5 guidance", int_range=(1, 64))
+    tensorrt_max_prefix: int = _param(
+        4096, "Longest prefix (prompt + reasoning tokens) the TensorRT engine to load admits, "
+        "as built by alpamayo-export trt --max-prefix", int_range=(16, 65536))
     decode_mode: str = _param(
         "eager", "Reasoning decode loop: eager; compile = torch.compile the decode step once "
         "per (rows, cache length) bucket (fuses the ~100 small operators of a token; the "
@@ -178,6 +185,10 @@ class NodeParams:
             _check_field(f, getattr(self, f.name))
         _require(bool(_DEVICE_RE.match(self.device)), "device",
                  f"must be cpu, cuda or cuda:N, got {self.device!r}")
+        _require(self.backend != "tensorrt" or self.tensorrt_max_batch >= self.num_traj_samples,
+                 "tensorrt_max_batch", f"{self.tensorrt_max_batch} rows is below "
+                 f"num_traj_samples {self.num_traj_samples}; build an engine with "
+                 "alpamayo-export trt --max-batch N and set this to N")
         _require(self.decode_mode != "cuda_graph" or self.device.startswith("cuda"),
                  "decode_mode", f"cuda_graph needs a CUDA device, device is {self.device!r}")
         n = len(self.camera_names)

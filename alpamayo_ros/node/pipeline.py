@@ -63,6 +63,13 @@ def with_node_settings(planner: Planner, params: NodeParams) -> Planner:
     return planner.with_settings(sampling=sampling, flow=flow, guidance=guidance)
 
 
+def expert_backend_options(params: NodeParams) -> dict[str, object]:
+    """The expert backends' options from the parameters (each backend takes its own: the
+    TensorRT engine's precision and optimization profile, which name the engine to load)."""
+    return {"precision": params.tensorrt_precision, "max_batch": params.tensorrt_max_batch,
+            "max_prefix": params.tensorrt_max_prefix}
+
+
 def load_planner(params: NodeParams) -> Planner:
     """`Planner` for params.model_path (model_dir or the embedded demo model) on params.device
     with params.backend and settings."""
@@ -74,6 +81,6 @@ def load_planner(params: NodeParams) -> Planner:
     planner = Planner.from_pretrained(params.model_path, device=params.device,
                                       backend=params.backend,
                                       backend_fallback=params.backend_fallback,
-                                      backend_options={"precision": params.tensorrt_precision},
+                                      backend_options=expert_backend_options(params),
                                       decode=decode)
     return with_node_settings(planner, params)
