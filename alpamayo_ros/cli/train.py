@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", type=int, help="synthetic drives per scene kind")
     p.add_argument("--val-drives", type=int, default=1, help="held-out drives per kind")
     p.add_argument("--bags", nargs="*", default=[], help="recorded drives (rosbag2)")
-    p.add_argument("--every", type=float, help="seconds between samples")
+    p.add_argument("--every", type=float,
+                   help="seconds between samples (default: demo 1.0, else 0.5)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)

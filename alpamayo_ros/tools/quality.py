@@ -13,7 +13,9 @@ statuses) with the horizons 0.5/1/3/5/6.4 s. Per kind it reports:
   cause by `sim.labels.names_cause` (the bar: >= 90 %);
 * plans made at a standstill (ground-truth speed at t0 below `STANDSTILL_MPS`) and how many of
   them have a sample going backwards (a waypoint more than `BACKWARDS_TOLERANCE_M` behind the
-  t0 position; the bar: none).
+  t0 position; the bar: none). Plans are integrated as the node does by default
+  (`forward_only`: the speed never below 0); `--reference-integration` scores the reference's
+  integration instead.
 
 Writes OUT/<kind>_<seed>/ (drive bag, evaluation), OUT/quality.json and prints a Markdown
 table plus a few plans' reasoning.
