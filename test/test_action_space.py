@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from alpamayo_core.model.action_space import UnicycleActionSpace
+from alpamayo_core.model.action_space import UnicycleActionSpace, forward_speeds
 from alpamayo_core.model.config import RELEASED_ACTION_SPACE
 from alpamayo_core.model.geometry import rot_from_yaw, unwrap, yaw_from_rot
 
@@ -158,3 +158,67 @@ def test_bad_shapes_raise_value_error():
         sp.estimate_t0_speed(xyz, rot[:, :3])
     with pytest.raises(ValueError, match="action"):
         sp.action_to_traj(torch.zeros(1, 64), xyz, rot)
+
+
+def test_forward_speeds_is_the_speed_recursion_clamped_at_zero():
+    generator = torch.Generator().manual_seed(0)
+    v0 = torch.tensor([-0.4, 0.0, 0.3, 5.0])
+    accel = 2.0 * torch.randn(4, 64, generator=generator)  # (B, T) m/s^2
+    speed = v0.clamp(min=0.0)
+    expected = [speed]
+    for k in range(64):
+        speed = (speed + accel[:, k] * DT).clamp(min=0.0)
+        expected.append(speed)
+    got = forward_speeds(v0, accel, DT)
+    assert got.shape == (4, 65) and got.min() >= 0.0
+    assert torch.allclose(got, torch.stack(expected, dim=1), atol=1e-5)
+
+
+def test_forward_only_changes_nothing_while_the_speed_stays_positive():
+    sp = space("bfloat16")
+    xyz, rot = straight_history(10.0)
+    action = sp.normalize(_physical_actions(64)["s_curve"][None])
+    reference = sp.action_to_traj(action, xyz, rot)
+    forward = sp.action_to_traj(action, xyz, rot, forward_only=True)
+    for name in ("xyz", "yaw", "speed", "accel"):
+        assert torch.allclose(getattr(forward, name), getattr(reference, name), atol=1e-4), name
+
+
+def test_forward_only_stops_a_braking_plan_instead_of_reversing():
+    sp = space()
+    xyz, rot = straight_history(2.0)
+    action = sp.normalize(torch.tensor([-2.0, 0.0]).expand(1, 64, 2))  # 2 m/s^2 for 6.4 s
+    reference = sp.action_to_traj(action, xyz, rot)
+    forward = sp.action_to_traj(action, xyz, rot, forward_only=True)
+    assert reference.xyz[0, -1, 0] < -20.0  # the reference reverses after 1 s
+    stop_m = 2.0**2 / (2 * 2.0)  # v^2 / 2a
+    assert forward.xyz[0, :, 0].max() == pytest.approx(stop_m, abs=0.02)
+    assert torch.all(torch.diff(forward.xyz[0, :, 0]) >= 0)
+    assert forward.speed[0, 10:].abs().max() == 0.0  # stopped from 1 s on
+    assert forward.accel[0, 10:].abs().max() == 0.0  # the applied acceleration, not the asked
+
+
+def test_at_a_standstill_with_a_negative_v0_forward_only_never_goes_backwards():
+    """A stopped car whose odometry creeps back 0.3 m/s: the reference plan goes backwards."""
+    sp = space()
+    xyz, rot = straight_history(-0.3)
+    assert sp.estimate_t0_speed(xyz, rot).item() == pytest.approx(-0.3, abs=1e-3)
+    stand = sp.normalize(torch.zeros(1, 64, 2))
+    assert sp.action_to_traj(stand, xyz, rot).xyz[0, -1, 0] < -1.9
+    forward = sp.action_to_traj(stand, xyz, rot, forward_only=True)
+    assert forward.xyz.abs().max() < 1e-6 and forward.speed.abs().max() == 0.0
+
+
+def test_forward_only_labels_of_a_standstill_keep_the_car_still():
+    """Labels must match the integration: with the reference fit (v0 = -0.3 m/s) the label
+    accelerates to cancel v0, which a forward-only integration turns into driving forward."""
+    sp = space()
+    xyz, rot = straight_history(-0.3)
+    future_xyz, future_rot = torch.zeros(1, 64, 3), torch.eye(3).expand(1, 64, 3, 3)
+    labels = sp.traj_to_action(future_xyz, future_rot, xyz, rot, forward_only=True)
+    assert sp.denormalize(labels)[..., 0].abs().max() < 1e-3
+    still = sp.action_to_traj(labels, xyz, rot, forward_only=True)
+    assert still.xyz.norm(dim=-1).max() < 0.01
+    cancelling = sp.traj_to_action(future_xyz, future_rot, xyz, rot)
+    assert sp.denormalize(cancelling)[0, 0, 0] > 1.0
+    assert sp.action_to_traj(cancelling, xyz, rot, forward_only=True).xyz[0, -1, 0] > 0.1

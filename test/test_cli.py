@@ -50,6 +50,29 @@ def test_plan_from_image_files_and_history_csv(tiny_model_dir, tmp_path, capsys)
     assert rc == 0 and "selected 0" in capsys.readouterr().out
 
 
+def test_forward_only_flag_keeps_a_creeping_back_standstill_from_reversing(tiny_model_dir,
+                                                                           tmp_path):
+    import cv2
+
+    paths = []
+    for i in range(16):
+        paths.append(str(tmp_path / f"img{i:02d}.png"))
+        cv2.imwrite(paths[-1], np.full((64, 96, 3), 10 * i, dtype=np.uint8))
+    t = np.arange(16) * 0.1
+    rows = np.stack([t, -0.5 * t, 0 * t, 0 * t, 0 * t], 1)  # odometry creeping back 0.5 m/s
+    history = tmp_path / "history.csv"
+    np.savetxt(history, rows, delimiter=",", header="t_s,x_m,y_m,z_m,yaw_rad", comments="")
+    first_x = {}
+    for flags in ([], ["--forward-only"]):
+        out = tmp_path / f"plan{len(flags)}.json"
+        assert plan_cli.main(["--model", str(tiny_model_dir), "--images", *paths, "--history",
+                              str(history), "--max-tokens", "4", "--steps", "2", "--samples",
+                              "3", "--json", str(out), *flags]) == 0
+        first_x[len(flags)] = np.asarray(json.loads(out.read_text())["xyz_m"])[:, 0, 0]
+    assert (first_x[0] < 0).all()  # the reference starts at v0 = -0.5 m/s
+    assert (first_x[1] >= 0).all()
+
+
 def test_plan_rejects_a_wrong_image_count(tiny_model_dir, tmp_path):
     history = tmp_path / "h.csv"
     history.write_text("t_s,x_m,y_m,z_m,yaw_rad\n" + "0,0,0,0,0\n" * 16)

@@ -21,7 +21,7 @@ from alpamayo_ros.node.messages import (
     time_msg,
 )
 from alpamayo_ros.node.params import NodeParams
-from alpamayo_ros.node.pipeline import load_planner, make_buffers
+from alpamayo_ros.node.pipeline import load_planner, make_buffers, with_node_settings
 from alpamayo_ros.node.plan_step import PlanStep, outcome_messages
 
 T0_NS = 1_800_000_000_000_000_000
@@ -63,6 +63,13 @@ def _step(planner, params) -> PlanStep:
     for t_s in np.arange(-2.0, 0.001, 0.02):
         odometry.add_odometry(_odometry(t_s))
     return PlanStep(planner, cameras, odometry, params)
+
+
+def test_the_node_integrates_forward_only_unless_told_otherwise(planner, params):
+    assert params.forward_only and planner.forward_only
+    reference = with_node_settings(planner, NodeParams(model_dir=params.model_dir,
+                                                       forward_only=False))
+    assert not reference.forward_only and reference.backend_name == planner.backend_name
 
 
 def test_ok_plan_and_its_messages(planner, params):

@@ -171,3 +171,20 @@ def test_cancel_stops_the_plan_between_tokens_and_before_the_flow(planner):
     plan = planner.plan(straight_inputs(), seed=0, cancel=threading.Event())  # not set: plans
     np.testing.assert_allclose(plan.xyz_m, planner.plan(straight_inputs(), seed=0).xyz_m,
                                atol=1e-6)
+
+
+def test_forward_only_planner_never_plans_backwards_at_a_standstill(planner):
+    """History of a stopped car whose odometry creeps back 0.5 m/s (v0 < 0): the reference
+    integration starts every sample backwards; `forward_only` never goes behind t0."""
+    inputs = straight_inputs()
+    creep = np.zeros((16, 3))
+    creep[:, 0] = 0.5 * 0.1 * np.arange(15, -1, -1)  # from +0.75 m back to the origin
+    inputs = dataclasses.replace(inputs, history_xyz_m=creep)
+    sampling = SamplingConfig(max_new_tokens=4, num_traj_samples=6)
+    reference = planner.with_settings(sampling=sampling).plan(inputs, seed=0)
+    forward = planner.with_settings(sampling=sampling, forward_only=True).plan(inputs, seed=0)
+    assert planner.forward_only is False  # the core's default is the reference's
+    assert (reference.xyz_m[:, 0, 0] < 0).all() and (reference.speed_mps[:, 0] < 0).any()
+    assert forward.speed_mps.min() >= 0.0
+    assert forward.xyz_m[..., 0].min() >= -0.05  # the quality tool's "backwards" tolerance
+    np.testing.assert_array_equal(forward.cot, reference.cot)  # same samples, other integration

@@ -154,3 +154,24 @@ def test_trained_checkpoint_reproduces_its_plans(samples, tmp_path):
     plans = [planner.plan(inputs, seed=3) for planner in planners]
     assert np.array_equal(plans[0].xyz_m, plans[1].xyz_m)
     assert plans[0].cot == plans[1].cot and plans[0].num_generated_tokens > 0
+
+
+def test_labels_are_fitted_forward_only_unless_told_otherwise(samples, tmp_path):
+    """A stopped car whose history creeps back 0.3 m/s: the default labels hold it still
+    (what a forward-only planner then integrates in place); reference labels accelerate to
+    cancel the negative start speed."""
+    model, tokenizer = demo_model()
+    creep = np.zeros((16, 3))
+    creep[:, 0] = 0.3 * 0.1 * np.arange(15, -1, -1)
+    standstill = dataclasses.replace(samples[0], history_xyz_m=creep,
+                                     history_rot=np.repeat(np.eye(3)[None], 16, 0),
+                                     future_xyz_m=np.zeros((64, 3)),
+                                     future_rot=np.repeat(np.eye(3)[None], 64, 0))
+    assert SHORT.forward_only
+    default = Trainer(model, tokenizer, [standstill], [], SHORT, tmp_path / "a").train_actions
+    reference = Trainer(model, tokenizer, [standstill], [],
+                        dataclasses.replace(SHORT, forward_only=False),
+                        tmp_path / "b").train_actions
+    physical = model.action_space.denormalize  # -> (..., 2) accel m/s^2, curvature 1/m
+    assert physical(default)[..., 0].abs().max() < 1e-3
+    assert physical(reference)[0, 0, 0] > 1.0

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--forward-only", action="store_true",
+                   help="integrate with the speed clamped at >= 0 (the node's default; the "
+                        "demo model is trained for it) instead of the reference's way")
     p.add_argument("--camera-ids", type=int, nargs="+",
                    help="1.5: camera id per camera (0-6, ascending); default: the model's rig")
     p.add_argument("--route", help='1.5: navigation text, e.g. "Turn left in 50m"')
@@ -177,7 +180,8 @@ def _planner(args: argparse.Namespace) -> Planner:
                               num_traj_sets=args.sets, greedy=args.greedy)
     guidance = GuidanceConfig(weight=args.guidance, noise_temperature=args.noise_temperature)
     planner = Planner.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                      sampling=sampling, guidance=guidance)
+                                      sampling=sampling, guidance=guidance,
+                                      forward_only=args.forward_only)
     if args.steps or args.solver:
         flow = FlowConfig(num_steps=args.steps or planner.flow.num_steps,
                           solver=args.solver or planner.flow.solver,

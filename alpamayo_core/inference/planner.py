@@ -71,7 +71,7 @@ class Planner:
                  backend_selection: BackendSelection | None = None,
                  decode: DecodeOptions | None = None,
                  frame_cache: FrameEncodingCache | None = None,
-                 guidance: GuidanceConfig | None = None):
+                 guidance: GuidanceConfig | None = None, forward_only: bool = False):
         """`backend`: an expert backend name or an already built `ExpertBackend` to share.
 
         A name goes through `backends.select`: "auto" = the fastest (by a timed trial at this
@@ -85,6 +85,8 @@ class Planner:
         depend on it. `frame_cache` keeps vision-tower outputs of recent frames (default: one
         plan's worth, C x F images; C = 7 for a 1.5 model) for inputs that carry `frame_keys`.
         `guidance`: 1.5 noise temperature and guidance weight (refused by an R1 model).
+        `forward_only`: integrate the actions with the speed clamped at >= 0
+        (`UnicycleActionSpace.action_to_traj`); off = the reference's integration.
         """
         self.loaded = loaded
         self.cfg = loaded.cfg
@@ -95,6 +97,7 @@ class Planner:
         self.frame_cache = frame_cache or FrameEncodingCache(
             cameras * len(self.cfg.images.frame_offsets_s))
         self.guidance = guidance or GuidanceConfig()
+        self.forward_only = forward_only
         self._patch_buffer = PatchBuffer()
         if self.guidance != GuidanceConfig() and not self.cfg.is_1_5:
             raise ValueError(f"guidance: {self.cfg.name} is an Alpamayo-R1 model; guidance and "
@@ -145,12 +148,14 @@ class Planner:
     def with_settings(self, sampling: SamplingConfig | None = None,
                       flow: FlowConfig | None = None,
                       guidance: GuidanceConfig | None = None,
-                      decode: DecodeOptions | None = None) -> Planner:
+                      decode: DecodeOptions | None = None,
+                      forward_only: bool | None = None) -> Planner:
         """A planner sharing this one's weights and expert backend with other
-        sampling/flow/guidance/decode settings."""
+        sampling/flow/guidance/decode/integration settings (None: this planner's)."""
         return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert,
                        backend_selection=self.backend_selection, decode=decode or self.decode,
-                       frame_cache=self.frame_cache, guidance=guidance or self.guidance)
+                       frame_cache=self.frame_cache, guidance=guidance or self.guidance,
+                       forward_only=self.forward_only if forward_only is None else forward_only)
 
     def _ms_since(self, start: float) -> float:
         return (device_clock(self.device) - start) * 1e3
@@ -369,7 +374,8 @@ class Planner:
                               device=self.device).expand(rows, -1, -1)
         rot = torch.as_tensor(np.asarray(inputs.history_rot), dtype=torch.float32,
                               device=self.device).expand(rows, -1, -1, -1)
-        traj = self._model.action_space.action_to_traj(actions.float(), xyz, rot)
+        traj = self._model.action_space.action_to_traj(actions.float(), xyz, rot,
+                                                       forward_only=self.forward_only)
         xyz_m = traj.xyz.double().cpu().numpy()  # (B, T, 3)
         dt_s = self.cfg.action_space.dt_s
         missing = ~phase1.found_future_start  # (K,)

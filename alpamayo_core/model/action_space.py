@@ -141,6 +141,19 @@ def _check_history(history_xyz: torch.Tensor, history_rot: torch.Tensor) -> None
         raise ValueError("the history needs at least 2 poses to estimate the t0 speed")
 
 
+def forward_speeds(v0: torch.Tensor, accel: torch.Tensor, dt_s: float) -> torch.Tensor:
+    """Speeds (B, T+1) in m/s of v_0 = max(v0, 0), v_{k+1} = max(v_k + accel_k * dt_s, 0).
+
+    The recursion in closed form (a running minimum, no loop over T): with S_k = v_0 +
+    sum_{j<k} accel_j dt_s, v_k = S_k - min(0, min_{j<=k} S_j).
+    Args:
+        v0: (B,) speed at t0 in m/s; accel: (B, T) m/s^2.
+    """
+    start = v0.clamp(min=0.0)[:, None]  # (B, 1)
+    free = torch.cat([start, start + torch.cumsum(accel * dt_s, dim=1)], dim=1)  # (B, T+1)
+    return free - torch.cummin(free, dim=1).values.clamp(max=0.0)
+
+
 class UnicycleActionSpace(nn.Module):
     """Normalised (accel, curvature) actions and their unicycle integration."""
 
@@ -211,11 +224,18 @@ class UnicycleActionSpace(nn.Module):
 
     @_float32_geometry
     def action_to_traj(self, action: torch.Tensor, history_xyz: torch.Tensor,
-                       history_rot: torch.Tensor) -> UnicycleTrajectory:
+                       history_rot: torch.Tensor,
+                       forward_only: bool = False) -> UnicycleTrajectory:
         """Integrate normalised actions (B, T, 2) from the t0 state into a trajectory.
 
         The heading starts at 0 and the position at the origin (t0 ego frame); z is the last
         history z. Each sum is its own cumulative sum, as in the reference, for bit-closeness.
+
+        `forward_only` (not the reference's behaviour, which is the default): the speed never
+        goes below 0 m/s: v0 is clamped at 0 and the integration stops at 0 instead of
+        reversing (`forward_speeds`); `accel` then holds the accelerations actually applied.
+        It removes backward plans at a standstill, where the least-squares v0 of a noisy
+        history is a few tenths of a m/s either side of 0.
         """
         if action.ndim != 3 or action.shape[-1] != 2:
             raise ValueError(f"action must be (B, T, 2), got {tuple(action.shape)}")
@@ -223,7 +243,12 @@ class UnicycleActionSpace(nn.Module):
         phys = self.denormalize(action)
         accel, curv = phys[..., 0], phys[..., 1]  # (B, T)
         v0 = self.estimate_t0_speed(history_xyz, history_rot)  # (B,)
-        speed = torch.cat([v0[:, None], v0[:, None] + torch.cumsum(accel * dt, dim=1)], dim=1)
+        if forward_only:
+            speed = forward_speeds(v0, accel, dt)  # (B, T+1)
+            accel = torch.diff(speed, dim=1) / dt
+        else:
+            speed = torch.cat([v0[:, None], v0[:, None] + torch.cumsum(accel * dt, dim=1)],
+                              dim=1)
         v_k = speed[:, :-1]  # (B, T) speed at the start of each step
         dtheta_v = torch.cumsum(curv * v_k * dt, dim=1)
         dtheta_a = torch.cumsum(curv * accel * (dt**2 / 2.0), dim=1)
@@ -247,13 +272,17 @@ class UnicycleActionSpace(nn.Module):
 
     @_float32_geometry
     def traj_to_action(self, future_xyz: torch.Tensor, future_rot: torch.Tensor,
-                       history_xyz: torch.Tensor, history_rot: torch.Tensor) -> torch.Tensor:
+                       history_xyz: torch.Tensor, history_rot: torch.Tensor,
+                       forward_only: bool = False) -> torch.Tensor:
         """Fit normalised actions (B, T, 2) to a future trajectory (training labels).
 
         Args:
             future_xyz: (B, T, 3) waypoints t0 + k*dt, k = 1..T, in the t0 ego frame.
             future_rot: (B, T, 3, 3) their orientations.
             history_xyz, history_rot: the history (for v0), as in `estimate_t0_speed`.
+            forward_only: fix the fit's first speed at max(v0, 0) rather than v0 (labels for
+                a model integrated with `action_to_traj(..., forward_only=True)`: at a
+                standstill a negative v0 is 0 there, so the label must not cancel it).
         """
         if future_xyz.ndim != 3 or future_rot.shape != (*future_xyz.shape[:2], 3, 3):
             raise ValueError(f"future_xyz must be (B, T, 3) and future_rot (B, T, 3, 3), got "
@@ -265,6 +294,8 @@ class UnicycleActionSpace(nn.Module):
         xy = torch.cat([zero.expand(-1, 2)[:, None], future_xyz[..., :2].float()], dim=1)
         design, target = _velocity_system(xy, theta, dt)
         v0 = self.estimate_t0_speed(history_xyz, history_rot)
+        if forward_only:
+            v0 = v0.clamp(min=0.0)
         speed = _regularised_lstsq(design, target, 3, cfg.v_lambda / dt**6, cfg.v_ridge,
                                    fixed_first=v0)  # (B, T+1)
         eye = torch.eye(speed.shape[1] - 1, device=speed.device).expand(batch, -1, -1)

@@ -450,13 +450,17 @@ SYNTHETIC_ACTION_SPACE = dataclasses.replace(RELEASED_ACTION_SPACE, accel_mean=0
 
 def _demo() -> ModelConfig:
     """The trained demo model: the released topology with dims small enough to train on two
-    CPU cores (`alpamayo-train --preset demo`). Against the release: the `tiny` text and
-    vision dims, an expert as wide as the text model, one frame per camera (t0 only, not four)
-    and images of at most 16384 pixels (1920x1080 becomes 160x96, 15 tokens per image), and
-    action statistics of the synthetic drives."""
+    CPU cores (`alpamayo-train --preset demo`). Against the release: the `tiny` text dims, a
+    3-layer vision tower of width 64 (twice the `tiny` one's), an expert as wide as the text
+    model, one frame per camera (t0 only, not four) and images of at most 16384 pixels
+    (1920x1080 becomes 160x96, 15 tokens per image), and action statistics of the synthetic
+    drives."""
     tiny = _tiny()
     return tiny.replace(
         name="demo",
+        vision=VisionConfig(depth=3, hidden_size=64, intermediate_size=128, num_heads=2,
+                            out_hidden_size=128, num_position_embeddings=64,
+                            deepstack_visual_indexes=(1, 2)),
         expert=ExpertConfig(hidden_size=128, intermediate_size=256, num_attention_heads=4,
                             num_hidden_layers=2, num_key_value_heads=2, head_dim=32),
         action_in_proj=ActionInProjConfig(hidden_size=128),

@@ -25,6 +25,10 @@ class TrainConfig:
             same prefix that many times (cheap next to the VLM pass).
         freeze: parameter-name prefixes that are not trained (see `FREEZABLE`), e.g.
             ("vlm",) for an expert-only fine-tune.
+        forward_only: action labels fitted with the t0 speed clamped at >= 0
+            (`traj_to_action(..., forward_only=True)`), consistent with a planner that
+            integrates forward only (the node's default): at a standstill the noisy history's
+            v0 is often negative, and a label that cancels it would drive forward there.
         seed: fixes data order, noise and time draws (and initialisation in the CLI).
         val_every, checkpoint_every, log_every: in steps (the last step always does all three).
     """
@@ -41,6 +45,7 @@ class TrainConfig:
     flow_weight: float = 1.0
     flow_draws: int = 4
     freeze: tuple[str, ...] = ()
+    forward_only: bool = True
     seed: int = 0
     val_every: int = 100
     checkpoint_every: int = 200

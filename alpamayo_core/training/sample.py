@@ -107,11 +107,14 @@ def encode(sample: TrainSample, model: AlpamayoR1, tokenizer,
 
 
 @torch.no_grad()
-def fit_actions(model: AlpamayoR1, samples: list[TrainSample]) -> Tensor:
-    """(S, T, 2) normalised action labels: `traj_to_action` with the sheet's regularisers."""
+def fit_actions(model: AlpamayoR1, samples: list[TrainSample],
+                forward_only: bool = False) -> Tensor:
+    """(S, T, 2) normalised action labels: `traj_to_action` with the sheet's regularisers
+    (`forward_only`: the first speed clamped at >= 0, see `UnicycleActionSpace`)."""
     def stack(name: str) -> Tensor:
         return torch.as_tensor(np.stack([getattr(s, name) for s in samples]),
                                dtype=torch.float32, device=model.device)
 
     return model.action_space.traj_to_action(stack("future_xyz_m"), stack("future_rot"),
-                                             stack("history_xyz_m"), stack("history_rot")).cpu()
+                                             stack("history_xyz_m"), stack("history_rot"),
+                                             forward_only=forward_only).cpu()

@@ -90,8 +90,8 @@ class Trainer:
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.out_dir, self.group = Path(out_dir), group or ProcessGroup()
         self.train_set, self.val_set = train, val
-        self.train_actions = fit_actions(model, train)  # (S, T, 2)
-        self.val_actions = fit_actions(model, val) if val else None
+        self.train_actions = fit_actions(model, train, cfg.forward_only)  # (S, T, 2)
+        self.val_actions = fit_actions(model, val, cfg.forward_only) if val else None
         model.train()
         self.trainable = set_trainable(model, cfg.freeze)
         self.objective = StageThreeObjective(model, cfg.ce_weight, cfg.flow_weight,

@@ -40,7 +40,7 @@ from alpamayo_ros.tools.train_data import bag_samples, synthetic_samples
 #: then resized to the model's input exactly as the node's frames are).
 RENDER_SIZE = (480, 270)
 #: `--preset demo` defaults: the committed demo model's training run.
-DEMO_DEFAULTS = dict(synthetic=16, steps=800, batch_size=8, lr=2e-3, warmup=40)
+DEMO_DEFAULTS = dict(synthetic=40, every=1.0, steps=1600, batch_size=8, lr=2e-3, warmup=80)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", type=int, help="synthetic drives per scene kind")
     p.add_argument("--val-drives", type=int, default=1, help="held-out drives per kind")
     p.add_argument("--bags", nargs="*", default=[], help="recorded drives (rosbag2)")
-    p.add_argument("--every", type=float, default=0.5, help="seconds between samples")
+    p.add_argument("--every", type=float,
+                   help="seconds between samples (default: demo 1.0, else 0.5)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _defaults(args: argparse.Namespace) -> argparse.Namespace:
     fallback = DEMO_DEFAULTS if args.preset == "demo" else dict(
-        synthetic=0, steps=1000, batch_size=8, lr=1e-4, warmup=50)
+        synthetic=0, every=0.5, steps=1000, batch_size=8, lr=1e-4, warmup=50)
     for name, value in fallback.items():
         if getattr(args, name) is None:
             setattr(args, name, value)

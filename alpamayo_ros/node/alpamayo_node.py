@@ -73,7 +73,7 @@ _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.
 #: How long teardown waits for a cancelled plan (it stops at its next token or flow step).
 _CANCEL_WAIT_S = 1.5
 _SAMPLING_PARAMS = ("temperature", "top_p", "max_generation_tokens", "num_traj_samples",
-                    "num_flow_steps", "noise_temperature")
+                    "num_flow_steps", "noise_temperature", "forward_only")
 _OUTPUTS = {"plan": DrivingPlan, "trajectory": Path, "history": Path, "reasoning": String,
             "markers": MarkerArray}
 

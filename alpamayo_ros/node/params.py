@@ -99,6 +99,11 @@ class NodeParams:
     num_flow_steps: int = _param(
         0, "Flow-matching Euler steps; 0 = the checkpoint's flow.num_steps (10)",
         int_range=(0, 100), read_only=False)
+    forward_only: bool = _param(
+        True, "Integrate the trajectory with the speed clamped at >= 0 (never backwards); "
+        "false = the reference's integration, which at a standstill can go a few tenths of a "
+        "metre backwards (its start speed is fitted to the noisy odometry history)",
+        read_only=False)
     temperature: float = _param(
         0.6, "Sampling temperature of the reasoning text (0 = greedy)",
         float_range=(0.0, 10.0), read_only=False)

@@ -42,7 +42,8 @@ def make_buffers(params: NodeParams, cfg: ModelConfig) -> tuple[CameraBuffer, Eg
 
 
 def with_node_settings(planner: Planner, params: NodeParams) -> Planner:
-    """The planner with the parameters' sampling and flow settings (shares the weights).
+    """The planner with the parameters' sampling, flow and integration settings (shares the
+    weights).
 
     temperature 0 means greedy decoding.
     """
@@ -60,7 +61,8 @@ def with_node_settings(planner: Planner, params: NodeParams) -> Planner:
         from alpamayo_core.inference.guidance import GuidanceConfig
 
         guidance = GuidanceConfig(noise_temperature=params.noise_temperature)
-    return planner.with_settings(sampling=sampling, flow=flow, guidance=guidance)
+    return planner.with_settings(sampling=sampling, flow=flow, guidance=guidance,
+                                 forward_only=params.forward_only)
 
 
 def expert_backend_options(params: NodeParams) -> dict[str, object]:

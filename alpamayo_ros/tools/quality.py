@@ -13,7 +13,9 @@ statuses) with the horizons 0.5/1/3/5/6.4 s. Per kind it reports:
   cause by `sim.labels.names_cause` (the bar: >= 90 %);
 * plans made at a standstill (ground-truth speed at t0 below `STANDSTILL_MPS`) and how many of
   them have a sample going backwards (a waypoint more than `BACKWARDS_TOLERANCE_M` behind the
-  t0 position; the bar: none).
+  t0 position; the bar: none). Plans are integrated as the node does by default
+  (`forward_only`: the speed never below 0); `--reference-integration` scores the reference's
+  integration instead.
 
 Writes OUT/<kind>_<seed>/ (drive bag, evaluation), OUT/quality.json and prints a Markdown
 table plus a few plans' reasoning.
@@ -95,13 +97,14 @@ def _plan_checks(plans_bag: Path, drive: SyntheticDrive, result: KindQuality) ->
 
 
 def evaluate_drive(model: Path, kind: str, seed: int, out: Path, size: tuple[int, int],
-                   result: KindQuality) -> None:
-    """Write one held-out drive, evaluate it and add its results to `result`."""
+                   result: KindQuality, settings: dict | None = None) -> None:
+    """Write one held-out drive, evaluate it and add its results to `result` (`settings`:
+    node parameters, default `EVAL_SETTINGS`)."""
     drive = SyntheticDrive(random_scene(kind, seed, width=size[0], height=size[1]))
     folder = out / f"{kind}_{seed}"
     shutil.rmtree(folder, ignore_errors=True)
     write_drive_bag(drive, folder / "drive", BagWriteOptions(compressed=True))
-    params = NodeParams.from_values({"model_dir": str(model), **EVAL_SETTINGS})
+    params = NodeParams.from_values({"model_dir": str(model), **(settings or EVAL_SETTINGS)})
     evaluation = evaluate_bag(folder / "drive", folder / "eval",
                               EvalOptions(params, render=False, animation=False,
                                           horizons_s=HORIZONS_S), progress=False)
@@ -136,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drives", type=int, default=2, help="held-out drives per kind")
     parser.add_argument("--width", type=int, default=480)
     parser.add_argument("--height", type=int, default=270)
+    parser.add_argument("--reference-integration", action="store_true",
+                        help="integrate as the reference does (forward_only false: the start "
+                             "speed may be negative) instead of the node's default")
     args = parser.parse_args(argv)
+    settings = {**EVAL_SETTINGS, "forward_only": not args.reference_integration}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -144,13 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         result = KindQuality(kind)
         for i in range(args.drives):
             evaluate_drive(Path(args.model), kind, HELD_OUT_SEED_START + i, out,
-                           (args.width, args.height), result)
+                           (args.width, args.height), result, settings)
             print(f"[quality] {kind} drive {i + 1}/{args.drives} done", flush=True)
         results.append(result)
     rows = [r.row() for r in results]
     (out / "quality.json").write_text(json.dumps(
         {"rows": rows, "examples": {r.kind: r.examples for r in results},
-         "settings": {**EVAL_SETTINGS, "drives": args.drives, "size": [args.width, args.height],
+         "settings": {**settings, "drives": args.drives, "size": [args.width, args.height],
                       "first_seed": HELD_OUT_SEED_START}}, indent=2) + "\n")
     print(markdown_table(rows))
     for r in results:
