@@ -25,7 +25,7 @@ def main(out: str) -> None:
     losses.total.backward()
     if group.is_main:
         torch.save({n: p.grad for n, p in model.named_parameters() if p.grad is not None}, out)
-    torch.distributed.destroy_process_group()
+    distributed.finish(group)
 
 
 if __name__ == "__main__":

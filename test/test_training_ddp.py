@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import torch
 from train_helpers import demo_model, drive_samples
 
@@ -38,6 +39,9 @@ def test_two_gloo_processes_average_to_the_whole_batch_gradients(tmp_path):
     try:
         _, stderr = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
+        # torchrun starts each worker in a session of its own: kill them by ancestry
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
         os.killpg(proc.pid, signal.SIGKILL)
         _, stderr = proc.communicate()
     assert proc.returncode == 0, stderr[-3000:]

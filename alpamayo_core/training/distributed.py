@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 LOG = logging.getLogger(__name__)
+
+#: GIL-free pause before leaving the group (see `finish`).
+_DRAIN_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,22 @@ def all_mean(value: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / group.world_size
+
+
+def finish(group: ProcessGroup) -> None:
+    """Leave the torchrun process group (nothing when alone): a barrier, a short GIL-free
+    pause, then `destroy_process_group`. Call it once every rank is done with collectives.
+
+    Without it a rank can hang at exit: when the interpreter frees DDP's reducer it frees the
+    gloo group, whose destructor joins gloo's worker threads while holding the GIL, and a
+    worker thread still dropping a finished collective needs the GIL for that (the work holds
+    Python thread-local state). Seen in test_training_ddp: rank 1 blocked in
+    `~ProcessGroupGloo` while its worker thread waited for the GIL in `~AsyncAllreduceWork`.
+    The barrier waits with the GIL released until every rank's collectives are done; the pause
+    lets the worker threads drop the barrier's own work.
+    """
+    if not group.distributed or not dist.is_initialized():
+        return
+    dist.barrier()
+    time.sleep(_DRAIN_S)
+    dist.destroy_process_group()

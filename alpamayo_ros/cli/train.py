@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data: {len(train)} training and {len(val)} validation samples in "
               f"{time.perf_counter() - start:.0f} s", flush=True)
     result = Trainer(model, tokenizer, train, val, cfg, Path(args.out), group).run(args.resume)
+    distributed.finish(group)
     if group.is_main:
         print(f"trained {result.steps} steps in {result.seconds:.0f} s "
               f"(total {time.perf_counter() - start:.0f} s); validation "
