@@ -16,8 +16,6 @@ import time
 import pytest
 from rosproc import ROOT, NodeStack, next_domain_id, ros_env
 
-from alpamayo_ros.node.messages import STATUS_INVALID
-
 pytest.importorskip("alpamayo.msg", reason="build the interfaces: scripts/build_interfaces.sh")
 
 
@@ -64,13 +62,25 @@ def test_signal_cancels_a_long_plan_and_exits_within_2_s(tmp_path_factory, sig):
                               "num_flow_steps": 100, "warmup_on_configure": False,
                               "plan_rate_hz": 2.0})
     try:
-        stack.wait_plans(1, STATUS_INVALID, 120.0)  # inputs arriving (history not full yet)
-
-        def plan_in_flight():  # no plan published for 3 s after the first ones: one is running
+        def plan_in_flight():
+            """The node's own /diagnostics say a plan has run for over 1 s: every planning
+            attempt, INVALID ones too, resets since_last_plan_s, and a tick that finds the
+            previous plan running counts a skipped tick. Diagnostics repeat; the first plans
+            (INVALID, within ~1.5 s of activation) are lost when the collector matches the
+            node's best-effort publisher after them, which happened in a suite run."""
+            diagnostics = [(arrival, status) for arrival, array in
+                           stack.collector.received("/diagnostics")
+                           for status in array.status if status.name == "alpamayo: planner"]
+            if not diagnostics:
+                return False
+            arrival, status = diagnostics[-1]
+            values = {kv.key: kv.value for kv in status.values}
             plans = stack.collector.received("/alpamayo/plan")
-            return plans and time.monotonic() - plans[-1][0] > 3.0
+            finished_since = bool(plans) and plans[-1][0] > arrival
+            return (int(values["skipped_ticks"]) > 0 and float(values["since_last_plan_s"]) > 1.0
+                    and not finished_since)
 
-        stack.collector.wait_for(plan_in_flight, 60.0, "a long plan in flight")
+        stack.collector.wait_for(plan_in_flight, 180.0, "a long plan in flight")
         start, wall_s = time.monotonic(), time.time()
         code = stack.node.stop(sig, timeout_s=30.0)
         elapsed_s = time.monotonic() - start
