@@ -21,7 +21,7 @@ from alpamayo_ros.tools.processes import ChildProcess, node_params_file
 from alpamayo_ros.tools.processes import ros_env as _ros_env
 
 __all__ = ["Collector", "NodeStack", "RosProcess", "next_domain_id", "node_params_file",
-           "ros_env", "stamp_ns", "tiny_checkpoint"]
+           "ros_env", "stamp_ns", "status_values", "tiny_checkpoint"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN_FIRST, DOMAIN_LAST = 60, 99
@@ -270,6 +270,15 @@ class NodeStack:
                                        f"{count} plans of level {level} (node log:\n"
                                        f"{self.node.tail() if self.node else ''})")
 
+    def newest_diagnostic(self, name: str, message: str = "") -> tuple[float, object] | None:
+        """(arrival monotonic s, status) of the newest /diagnostics status called `name` (whose
+        message contains `message`), else None."""
+        for arrival, array in reversed(self.collector.received("/diagnostics")):
+            for status in array.status:
+                if status.name == name and message in status.message:
+                    return arrival, status
+        return None
+
     def reference_stamps_ns(self) -> set[int]:
         return {int(line.split()[1]) for line in self.publisher.lines
                 if line.startswith("STAMP ")}
@@ -279,6 +288,11 @@ class NodeStack:
             self.node.stop()
         self.publisher.stop()
         self.collector.close()
+
+
+def status_values(status) -> dict[str, str]:
+    """A `diagnostic_msgs/DiagnosticStatus`'s key/values as a dict."""
+    return {kv.key: kv.value for kv in status.values}
 
 
 def stamp_ns(stamp) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from rosproc import NodeStack, stamp_ns
+from rosproc import NodeStack, stamp_ns, status_values
 
 from alpamayo_ros.node.messages import STATUS_OK
 
@@ -53,7 +53,7 @@ def _navigation(stack) -> list[dict]:
         for status in array.status:
             if status.name == "alpamayo: navigation":
                 out.append({"level": status.level[0], "message": status.message,
-                            **{kv.key: kv.value for kv in status.values}})
+                            **status_values(status)})
     return out
 
 

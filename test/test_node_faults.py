@@ -16,7 +16,7 @@ import re
 import time
 
 import pytest
-from rosproc import NodeStack, init_in_process
+from rosproc import NodeStack, init_in_process, status_values
 
 from alpamayo_ros.node.messages import (
     DIAG_ERROR,
@@ -352,11 +352,8 @@ def _set_parameter(stack: NodeStack, name: str, value) -> None:
 
 def _diag_status(stack: NodeStack, name: str, message: str = ""):
     """The newest status called `name` (whose message contains `message`), else None."""
-    for array in reversed(stack.collector.messages("/diagnostics")):
-        for status in array.status:
-            if status.name == name and message in status.message:
-                return status
-    return None
+    found = stack.newest_diagnostic(name, message)
+    return None if found is None else found[1]
 
 
 def _diag_level(stack: NodeStack, name: str) -> int | None:
@@ -366,8 +363,7 @@ def _diag_level(stack: NodeStack, name: str) -> int | None:
 
 def _diag_value(stack: NodeStack, name: str, key: str) -> float:
     status = _diag_status(stack, name)
-    return 0.0 if status is None else float(
-        {kv.key: kv.value for kv in status.values}.get(key, 0))
+    return 0.0 if status is None else float(status_values(status).get(key, 0))
 
 
 def _diag_counter(stack: NodeStack, name: str, key: str) -> int:

@@ -10,7 +10,7 @@ import signal
 
 import numpy as np
 import pytest
-from rosproc import NodeStack, stamp_ns
+from rosproc import NodeStack, stamp_ns, status_values
 
 from alpamayo_ros.node.messages import STATUS_OK
 from alpamayo_ros.node.params import DEFAULT_CAMERAS
@@ -104,8 +104,8 @@ def test_history_is_the_straight_constant_speed_drive(stack):
 
 def _diag_values(array, name: str) -> tuple[int, dict[str, str]]:
     status = next(s for s in array.status if s.name == name)
-    return status.level[0] if isinstance(status.level, bytes) else status.level, {
-        kv.key: kv.value for kv in status.values}
+    return (status.level[0] if isinstance(status.level, bytes) else status.level,
+            status_values(status))
 
 
 def test_camera_qos_auto_matches_the_publishers(stack):

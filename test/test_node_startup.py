@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from rosproc import ROOT, NodeStack, next_domain_id, ros_env
+from rosproc import ROOT, NodeStack, next_domain_id, ros_env, status_values
 
 pytest.importorskip("alpamayo.msg", reason="build the interfaces: scripts/build_interfaces.sh")
 
@@ -68,13 +68,11 @@ def test_signal_cancels_a_long_plan_and_exits_within_2_s(tmp_path_factory, sig):
             previous plan running counts a skipped tick. Diagnostics repeat; the first plans
             (INVALID, within ~1.5 s of activation) are lost when the collector matches the
             node's best-effort publisher after them, which happened in a suite run."""
-            diagnostics = [(arrival, status) for arrival, array in
-                           stack.collector.received("/diagnostics")
-                           for status in array.status if status.name == "alpamayo: planner"]
-            if not diagnostics:
+            found = stack.newest_diagnostic("alpamayo: planner")
+            if found is None:
                 return False
-            arrival, status = diagnostics[-1]
-            values = {kv.key: kv.value for kv in status.values}
+            arrival, status = found
+            values = status_values(status)
             plans = stack.collector.received("/alpamayo/plan")
             finished_since = bool(plans) and plans[-1][0] > arrival
             return (int(values["skipped_ticks"]) > 0 and float(values["since_last_plan_s"]) > 1.0
