@@ -59,6 +59,28 @@ def test_output_bag_has_the_plan_topics_stamped_at_reference_frames(evaluated):
     assert all(p.status.reason for p in invalid), "INVALID plans say why"
 
 
+def test_demo_reasoning_lines_span_the_drive_and_quote_the_plans(evaluated):
+    """The demo's "reasoning of a few offline plans": first and last made plan included, offsets
+    from the first plan's t0 in order, each line the plan's own meta-action and reasoning."""
+    from rclpy.serialization import deserialize_message
+
+    from alpamayo.msg import DrivingPlan
+    from alpamayo_ros.tools.demo import reasoning_lines
+
+    _, out = evaluated
+    made = [p for p in (deserialize_message(r.data, DrivingPlan)
+                        for r in iter_raw(out / "plans", ["/alpamayo/plan"])) if p.trajectories]
+    lines = reasoning_lines(out / "plans", count=3)
+    assert len(lines) == 3
+    offsets_s = [float(line.split(" s  [")[0].replace("+", "")) for line in lines]
+    t0_s = [p.header.stamp.sec + p.header.stamp.nanosec * 1e-9 for p in made]
+    assert offsets_s[0] == 0.0
+    assert offsets_s[-1] == pytest.approx(t0_s[-1] - t0_s[0], abs=0.05)
+    assert offsets_s == sorted(offsets_s) and len(set(offsets_s)) == 3
+    assert lines[0].endswith(f"[{made[0].meta_action}] {made[0].reasoning}")
+    assert lines[-1].endswith(f"[{made[-1].meta_action}] {made[-1].reasoning}")
+
+
 def test_metrics_have_the_horizons_and_the_baseline(evaluated):
     _, out = evaluated
     data = json.loads((out / "metrics.json").read_text())
