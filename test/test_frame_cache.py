@@ -98,11 +98,21 @@ def test_planner_with_frame_keys_plans_exactly_as_without(tiny_model_dir):
         return PlanInputs(stream[:, start:start + n_frames], xyz, rot,
                           frame_keys=keys if keyed else None)
 
+    shared_key = ((cams.cameras[0], 1), (64, 96))  # (frame key, input size)
+    resized = []
     for start in (0, 1):  # the second plan reuses n_frames - 1 frames of each camera
         keyed = planner.plan(inputs(start, True), seed=3)
         plain = planner.plan(inputs(start, False), seed=3)
         np.testing.assert_array_equal(keyed.xyz_m, plain.xyz_m)
         assert keyed.cot == plain.cot
+        resized.append(planner.resized_frames.get(shared_key))
+    assert resized[0] is not None and resized[1] is resized[0]  # resized once, then reused
     assert len(planner.frame_cache) == n_cams * n_frames  # bounded to one plan's frames
+    assert len(planner.resized_frames) == n_cams * n_frames
+    sibling = planner.with_settings(sampling=SamplingConfig(max_new_tokens=4))
+    assert sibling.resized_frames is planner.resized_frames
+    assert sibling.frame_cache is planner.frame_cache
+    sibling.forget_frames()
+    assert len(planner.frame_cache) == len(planner.resized_frames) == 0
     with pytest.raises(ValueError, match="frame_keys: expected"):
         planner.plan(PlanInputs(stream[:, :n_frames], xyz, rot, frame_keys=("x",)))

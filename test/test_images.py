@@ -7,8 +7,9 @@ from transformers import Qwen2VLImageProcessor
 
 from alpamayo_core.inputs.images import (
     ImageInputs,
-    PatchBuffer,
+    model_size_images,
     preprocess_images,
+    resize_to_model,
     resized_size,
 )
 from alpamayo_core.model.config import ImageConfig, preset
@@ -54,19 +55,21 @@ def test_matches_hf_slow_processor_layout_and_values():
     assert diff.mean().item() < 1e-3
 
 
-def test_patch_buffer_gives_identical_patches_and_is_reused_per_shape():
-    frames = _smooth_frames(2, 320, 576, seed=2)
-    fresh = preprocess_images(frames, CFG, VISION, fold_time=True).pixel_values
-    buffer = PatchBuffer()
-    first = preprocess_images(frames, CFG, VISION, fold_time=True, buffer=buffer).pixel_values
-    assert torch.equal(first, fresh)
-    again = preprocess_images(frames.flip(0), CFG, VISION, fold_time=True,
-                              buffer=buffer).pixel_values
-    assert again.data_ptr() == first.data_ptr()  # the same memory, overwritten
-    assert torch.equal(again[:720], fresh[720:])
-    smaller = preprocess_images(frames[:1], CFG, VISION, fold_time=True, buffer=buffer)
-    assert smaller.pixel_values.shape == (720, 768)
-    assert torch.equal(smaller.pixel_values, fresh[:720])
+def test_model_size_images_are_the_resized_frames_with_the_patch_grids():
+    frames = _smooth_frames(3, 1080, 1920, seed=2)
+    hwc = np.ascontiguousarray(frames.permute(0, 2, 3, 1).numpy())
+    cl = torch.from_numpy(hwc).permute(0, 3, 1, 2)  # channels-last view, as the planner passes
+    images = model_size_images(cl.reshape(3, 1, 3, 1080, 1920), CFG, VISION)
+    patches = preprocess_images(frames, CFG, VISION)
+    assert images.pixel_values.dtype == torch.uint8
+    assert images.pixel_values.shape == (3, 3, 320, 576)
+    assert images.pixel_values.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(images.pixel_values, resize_to_model(frames, CFG, VISION))
+    assert torch.equal(images.image_grid_thw, patches.image_grid_thw)
+    assert images.tokens_per_image == patches.tokens_per_image == [180] * 3
+    # The patches are these very pixels, normalised and put in Qwen2-VL order.
+    again = preprocess_images(images.pixel_values, CFG, VISION)
+    assert torch.equal(again.pixel_values, patches.pixel_values)
 
 
 def test_patch_order_follows_qwen2vl():
@@ -110,6 +113,19 @@ def test_rejects_float_and_hwc_input():
 
 
 def test_image_inputs_validates_patch_count():
-    with pytest.raises(ValueError, match="pixel_values"):
+    with pytest.raises(ValueError, match=r"pixel_values: expected \(720, D\) patches"):
         ImageInputs(pixel_values=torch.zeros(10, 1536),
                     image_grid_thw=torch.tensor([[1, 20, 36]]), merge_size=2)
+
+
+@pytest.mark.parametrize("images, grid", [
+    (torch.zeros(1, 3, 320, 576), [[1, 20, 36]]),  # float, not uint8
+    (torch.zeros(2, 3, 320, 576, dtype=torch.uint8), [[1, 20, 36]]),  # 2 images, 1 grid row
+    (torch.zeros(1, 3, 320, 576, dtype=torch.uint8), [[1, 20, 35]]),  # 576 / 35 not whole
+    (torch.zeros(1, 3, 320, 576, dtype=torch.uint8), [[1, 10, 36]]),  # 32 px rows, 16 px cols
+    (torch.zeros(1, 3, 320, 576, dtype=torch.uint8), [[2, 20, 36]]),  # a video grid
+    (torch.zeros(2, 3, 320, 576, dtype=torch.uint8), [[1, 20, 36], [1, 10, 18]]),
+])
+def test_image_inputs_validates_images_against_the_grids(images, grid):
+    with pytest.raises(ValueError, match="do not fit image_grid_thw"):
+        ImageInputs(pixel_values=images, image_grid_thw=torch.tensor(grid), merge_size=2)

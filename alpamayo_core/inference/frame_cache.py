@@ -20,11 +20,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -44,25 +46,26 @@ class ImageFeatures:
     encoded: int  # images that went through the tower (the others came from the cache)
 
 
-class FrameEncodingCache:
-    """The last `max_frames` images' `EncodedImage`, least recently used evicted first."""
+class FrameCache(Generic[V]):
+    """One item per frame key for the last `max_frames` frames, least recently used evicted
+    first."""
 
     def __init__(self, max_frames: int) -> None:
         if max_frames < 1:
             raise ValueError(f"frame_cache.max_frames: must be >= 1, got {max_frames}")
         self.max_frames = max_frames
-        self._items: OrderedDict[Hashable, EncodedImage] = OrderedDict()
+        self._items: OrderedDict[Hashable, V] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: Hashable) -> EncodedImage | None:
+    def get(self, key: Hashable) -> V | None:
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
         return item
 
-    def put(self, key: Hashable, item: EncodedImage) -> None:
+    def put(self, key: Hashable, item: V) -> None:
         self._items[key] = item
         self._items.move_to_end(key)
         while len(self._items) > self.max_frames:
@@ -72,16 +75,28 @@ class FrameEncodingCache:
         self._items.clear()
 
 
+class FrameEncodingCache(FrameCache[EncodedImage]):
+    """The last `max_frames` images' vision-tower outputs (`EncodedImage`)."""
+
+
+def _select(pixel_values: Tensor, patches: list[int], images: Sequence[int]) -> Tensor:
+    """The `images` (indices) of `pixel_values` in either `ImageInputs` form; patches are
+    cast to the tower's dtype by the caller, uint8 images by the patch embedding."""
+    if list(images) == list(range(len(patches))):  # every image: no gather copy
+        return pixel_values
+    if pixel_values.ndim == 4:  # (N, 3, h, w) images
+        return pixel_values[list(images)]
+    starts = [sum(patches[:i]) for i in range(len(patches))]
+    return torch.cat([pixel_values[starts[i]:starts[i] + patches[i]] for i in images])
+
+
 def _encode(visual, pixel_values: Tensor, grid_thw: Tensor,
             images: Sequence[int]) -> list[EncodedImage]:
     """Images `images` (indices into grid_thw) through the tower in one batch."""
     patches = grid_thw.prod(-1).tolist()  # (N,) patch rows per image
-    starts = [sum(patches[:i]) for i in range(len(patches))]
-    if list(images) == list(range(len(patches))):  # every image: no gather copy
-        rows = pixel_values
-    else:
-        rows = torch.cat([pixel_values[starts[i]:starts[i] + patches[i]] for i in images])
-    rows = rows.type(visual.dtype)
+    rows = _select(pixel_values, patches, images)
+    if rows.ndim == 2:
+        rows = rows.type(visual.dtype)
     embeds, deepstack = visual(rows, grid_thw=grid_thw[list(images)])
     merge = visual.spatial_merge_size ** 2
     tokens = [patches[i] // merge for i in images]
@@ -93,7 +108,8 @@ def _encode(visual, pixel_values: Tensor, grid_thw: Tensor,
 def encode_frames(visual, pixel_values: Tensor, grid_thw: Tensor,
                   keys: Sequence[Hashable] | None,
                   cache: FrameEncodingCache | None) -> ImageFeatures:
-    """Vision features of N images (pixel_values (M, D), grid_thw (N, 3)).
+    """Vision features of N images (`pixel_values` in either `ImageInputs` form, grid_thw
+    (N, 3)).
 
     With a cache and one key per image (e.g. (camera, stamp_ns, grid)), only images whose key
     is missing are encoded; they are then stored. Without either, every image is encoded.

@@ -23,6 +23,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Hashable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,12 @@ import torch
 from transformers import LogitsProcessor
 
 from alpamayo_core.backends import BackendSelection, ExpertBackend, select
-from alpamayo_core.inference.frame_cache import FrameEncodingCache, ImageFeatures, encode_frames
+from alpamayo_core.inference.frame_cache import (
+    FrameCache,
+    FrameEncodingCache,
+    ImageFeatures,
+    encode_frames,
+)
 from alpamayo_core.inference.guidance import (
     GuidanceConfig,
     GuidedVelocity,
@@ -51,7 +57,7 @@ from alpamayo_core.inference.reasoning import decode_mode as reasoning_decode_mo
 from alpamayo_core.inference.selection import select_medoid
 from alpamayo_core.inference.timing import device_clock
 from alpamayo_core.inputs.cameras import MAX_CAMERAS, camera_ids_for_names
-from alpamayo_core.inputs.images import ImageInputs, PatchBuffer, preprocess_images
+from alpamayo_core.inputs.images import ImageInputs, model_size_images
 from alpamayo_core.inputs.prompt import PromptInputs, PromptLayout, build_prompt, without_route
 from alpamayo_core.inputs.tokens import HistoryDeltaTokenizer
 from alpamayo_core.io.model_io import LoadedModel, load_model
@@ -96,9 +102,10 @@ class Planner:
         cameras = MAX_CAMERAS if self.cfg.is_1_5 else len(self.cfg.images.cameras)
         self.frame_cache = frame_cache or FrameEncodingCache(
             cameras * len(self.cfg.images.frame_offsets_s))
+        # Keyed frames resized for recent plans (uint8 at the model's size, on the device).
+        self.resized_frames: FrameCache[torch.Tensor] = FrameCache(self.frame_cache.max_frames)
         self.guidance = guidance or GuidanceConfig()
         self.forward_only = forward_only
-        self._patch_buffer = PatchBuffer()
         if self.guidance != GuidanceConfig() and not self.cfg.is_1_5:
             raise ValueError(f"guidance: {self.cfg.name} is an Alpamayo-R1 model; guidance and "
                              "noise temperature are Alpamayo 1.5 features (load a 1.5 "
@@ -150,12 +157,21 @@ class Planner:
                       guidance: GuidanceConfig | None = None,
                       decode: DecodeOptions | None = None,
                       forward_only: bool | None = None) -> Planner:
-        """A planner sharing this one's weights and expert backend with other
+        """A planner sharing this one's weights, expert backend and frame caches with other
         sampling/flow/guidance/decode/integration settings (None: this planner's)."""
-        return Planner(self.loaded, sampling or self.sampling, flow or self.flow, self._expert,
-                       backend_selection=self.backend_selection, decode=decode or self.decode,
-                       frame_cache=self.frame_cache, guidance=guidance or self.guidance,
-                       forward_only=self.forward_only if forward_only is None else forward_only)
+        planner = Planner(
+            self.loaded, sampling or self.sampling, flow or self.flow, self._expert,
+            backend_selection=self.backend_selection, decode=decode or self.decode,
+            frame_cache=self.frame_cache, guidance=guidance or self.guidance,
+            forward_only=self.forward_only if forward_only is None else forward_only)
+        planner.resized_frames = self.resized_frames
+        return planner
+
+    def forget_frames(self) -> None:
+        """Empty the frame caches (before frames whose keys may repeat with other pixels, e.g.
+        the stamps of another recording)."""
+        self.frame_cache.clear()
+        self.resized_frames.clear()
 
     def _ms_since(self, start: float) -> float:
         return (device_clock(self.device) - start) * 1e3
@@ -201,6 +217,10 @@ class Planner:
         """Raise ValueError naming the field for inputs this model cannot plan from."""
         layout = self.layout(inputs.camera_ids, inputs.route_text)
         self._validate_images(inputs.images_rgb, layout)
+        frames = int(np.prod(np.shape(inputs.images_rgb)[:2]))
+        if inputs.frame_keys is not None and len(inputs.frame_keys) != frames:
+            raise ValueError(f"frame_keys: expected {frames} keys (C x F), got "
+                             f"{len(inputs.frame_keys)}")
         if self.guidance.enabled and inputs.route_text is None:
             raise ValueError("route_text: guidance (weight "
                              f"{self.guidance.weight}) needs a route text; give one or set "
@@ -217,22 +237,33 @@ class Planner:
             raise ValueError(f"history_rot: not rotation matrices (|R R^T - I| = "
                              f"{orthogonality:.2g})")
 
-    def _images(self, images_rgb: np.ndarray, buffer: PatchBuffer | None) -> ImageInputs:
+    def _images(self, images_rgb: np.ndarray,
+                keys: tuple[Hashable, ...] | None = None) -> ImageInputs:
+        """(C, F, H, W, 3) uint8 frames -> `model_size_images` on the device. With `keys`
+        (one per frame), a frame resized for a recent plan is not resized again (at 10 Hz and
+        offsets -0.3..0 s, 12 of 16 frames; ~1.2 ms each at 1080p on one CPU thread)."""
         frames = torch.from_numpy(np.ascontiguousarray(images_rgb))  # (C, F, H, W, 3)
-        return preprocess_images(frames.permute(0, 1, 4, 2, 3), self.cfg.images,
-                                 self.cfg.vision, fold_time=True, device=self.device,
-                                 dtype=self._model.compute_dtype,
-                                 buffer=buffer)  # channels-last view
+        flat = frames.flatten(0, 1).permute(0, 3, 1, 2)  # (N, 3, H, W) channels-last view
+        if keys is None:
+            return model_size_images(flat, self.cfg.images, self.cfg.vision, device=self.device)
+        size, resized = tuple(flat.shape[-2:]), []
+        for key, frame in zip(keys, flat.split(1), strict=True):
+            image = self.resized_frames.get((key, size))
+            if image is None:
+                image = model_size_images(frame, self.cfg.images, self.cfg.vision,
+                                          device=self.device).pixel_values  # (1, 3, h, w)
+                self.resized_frames.put((key, size), image)
+            resized.append(image)
+        # Already at the model's size: this only attaches the grids.
+        return model_size_images(torch.cat(resized), self.cfg.images, self.cfg.vision)
 
-    def preprocess(self, inputs: PlanInputs, buffer: PatchBuffer | None = None) -> PromptInputs:
-        """Images -> patches, history -> 48 tokens, fused into the chat prompt.
-
-        With `buffer` (`plan` and `ask` pass the planner's own) the float32 patches are
-        written into it and stay valid only until its next use."""
+    def preprocess(self, inputs: PlanInputs) -> PromptInputs:
+        """Images -> uint8 images at the model's size (`model_size_images`: the vision tower
+        normalises and embeds them), history -> 48 tokens, fused into the chat prompt."""
         xyz = torch.as_tensor(np.asarray(inputs.history_xyz_m), dtype=torch.float32)
         history_ids = self._history_tokenizer.encode(xyz)  # (48,)
         prompt = build_prompt(self.loaded.tokenizer, self.loaded.token_ids,
-                              self._images(inputs.images_rgb, buffer), history_ids,
+                              self._images(inputs.images_rgb, inputs.frame_keys), history_ids,
                               num_history_tokens=self.cfg.history_tokenizer.num_tokens,
                               layout=self.layout(inputs.camera_ids, inputs.route_text))
         return _to_device(prompt, self.device)
@@ -260,7 +291,7 @@ class Planner:
         self.validate(inputs)
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        prompt = self.preprocess(inputs, self._patch_buffer)
+        prompt = self.preprocess(inputs)
         timings["preprocess"] = self._ms_since(start)
         check_cancel(cancel, "preprocessing")
         mark = device_clock(self.device)
@@ -303,9 +334,6 @@ class Planner:
         keys = inputs.frame_keys
         if keys is not None:
             grids = [tuple(g) for g in prompt.image_grid_thw.tolist()]
-            if len(keys) != len(grids):
-                raise ValueError(f"frame_keys: expected {len(grids)} keys (C x F), got "
-                                 f"{len(keys)}")
             keys = [(key, grid) for key, grid in zip(keys, grids, strict=True)]
         return encode_frames(self._model.vlm.model.visual, prompt.pixel_values,
                              prompt.image_grid_thw, keys, self.frame_cache if keys else None)
@@ -351,7 +379,7 @@ class Planner:
         self._validate_images(images_rgb, layout)
         start = time.perf_counter()
         prompt = _to_device(build_prompt(self.loaded.tokenizer, self.loaded.token_ids,
-                                         self._images(images_rgb, self._patch_buffer), None,
+                                         self._images(images_rgb), None,
                                          layout=layout),
                             self.device)
         preprocess_ms = self._ms_since(start)

@@ -54,7 +54,7 @@ class PromptInputs:
 
     input_ids: Tensor  # (1, L) int64, history slots already fused when built with history
     attention_mask: Tensor  # (1, L) int64, all ones
-    pixel_values: Tensor  # (M, D) float32
+    pixel_values: Tensor  # `ImageInputs.pixel_values`: (M, D) float patches or (N, 3, h, w) uint8
     image_grid_thw: Tensor  # (N, 3) int64
 
     def __post_init__(self) -> None:

@@ -97,9 +97,8 @@ class StageThreeObjective(nn.Module):
                                                       attention_mask=torch.ones_like(full))
         cache = DynamicCache()
         out = model.vlm(input_ids=full, position_ids=positions, past_key_values=cache,
-                        use_cache=True, pixel_values=prompt.pixel_values.to(device,
-                                                                            model.compute_dtype),
-                        image_grid_thw=grid)
+                        use_cache=True, pixel_values=prompt.pixel_values.to(device),
+                        image_grid_thw=grid)  # uint8 images: the patch embedding casts them
         start = prompt.length
         logits = out.logits[0, start - 1:-1].float()  # (R, V) predicts the reasoning tokens
         ce = F.cross_entropy(logits, full[0, start:])

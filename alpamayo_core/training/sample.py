@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from alpamayo_core.inputs.images import preprocess_images
+from alpamayo_core.inputs.images import model_size_images
 from alpamayo_core.inputs.prompt import PromptInputs, build_prompt
 from alpamayo_core.inputs.tokens import HistoryDeltaTokenizer
 from alpamayo_core.model.alpamayo import AlpamayoR1
@@ -93,8 +93,7 @@ def encode(sample: TrainSample, model: AlpamayoR1, tokenizer,
     if tuple(frames.shape[:2]) != expected:
         raise ValueError(f"images_rgb: expected {expected} (cameras, frames) for model "
                          f"{cfg.name}, got {tuple(frames.shape[:2])}")
-    images = preprocess_images(frames.permute(0, 1, 4, 2, 3), cfg.images, cfg.vision,
-                               fold_time=True)
+    images = model_size_images(frames.permute(0, 1, 4, 2, 3), cfg.images, cfg.vision)
     history = HistoryDeltaTokenizer(cfg.history_tokenizer, model.token_ids.hist_token_start)
     history_ids = history.encode(torch.as_tensor(sample.history_xyz_m, dtype=torch.float32))
     prompt = build_prompt(tokenizer, model.token_ids, images, history_ids,

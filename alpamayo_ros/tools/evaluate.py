@@ -237,7 +237,7 @@ def evaluate_bag(bag: Path | str, out_dir: Path | str, options: EvalOptions,
     if planner is None:
         planner = load_planner(p)
     else:
-        planner.frame_cache.clear()
+        planner.forget_frames()
     outputs = _Outputs(out_dir, options)
     evaluator = OfflineEvaluator(planner, options, track, outputs)
     topics = [p.odom_topic, *cams]
