@@ -3,9 +3,10 @@
 A synthetic drive (4 rendered 1080p cameras at 10 Hz, odometry at 50 Hz) is fed into the node's
 camera and odometry buffers; every 100 ms `plan_assembly.assemble` builds the inputs (with
 frame keys) as the node does, and the same planner plans twice: with the keys (frames seen in
-the previous plan come from the cache: 12 of 16) and without them (all 16 frames through the
-vision tower). The two run interleaved, alternating which goes first; both plans of a tick must
-be identical. Tiny model, 1 thread.
+the previous plan, 12 of 16, are neither resized nor encoded again: their model-size pixels and
+vision-tower outputs come from the planner's frame caches) and without them (all 16 frames
+resized and through the vision tower). The two run interleaved, alternating which goes
+first; both plans of a tick must be identical. Tiny model, 1 thread.
 
     python bench/frame_cache.py [--ticks 12] [--model DIR]
 """
