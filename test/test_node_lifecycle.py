@@ -121,4 +121,5 @@ def test_lifecycle_transitions_gate_planning_and_cleanup_allows_a_restart(stack)
     restarted_at = time.time_ns()
     collector.wait_for(lambda: _plans_after(collector, restarted_at), 60.0,
                        "plans after cleanup + configure + activate")
-    assert node.stop(signal.SIGINT) == 0
+    code = node.stop(signal.SIGINT)
+    assert code == 0, f"exit code {code}; the node's output:\n{node.tail(80)}"
