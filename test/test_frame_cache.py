@@ -1,5 +1,6 @@
 """Frames encoded once: cached vision outputs are exact on CPU, only new frames are encoded,
-the cache is bounded, and a planner given frame keys plans exactly as without them."""
+the cache is bounded, and a planner given frame keys plans exactly as without them and keeps
+its own copies of resized frames."""
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from alpamayo_core.inference.frame_cache import (
 from alpamayo_core.inference.plan import PlanInputs
 from alpamayo_core.inference.planner import Planner
 from alpamayo_core.inference.reasoning import SamplingConfig, _forward, _prompt_positions
-from alpamayo_core.inputs.images import preprocess_images
+from alpamayo_core.inputs.images import preprocess_images, resized_size
 from alpamayo_core.inputs.prompt import build_prompt
 
 
@@ -116,3 +117,20 @@ def test_planner_with_frame_keys_plans_exactly_as_without(tiny_model_dir):
     assert len(planner.frame_cache) == len(planner.resized_frames) == 0
     with pytest.raises(ValueError, match="frame_keys: expected"):
         planner.plan(PlanInputs(stream[:, :n_frames], xyz, rot, frame_keys=("x",)))
+
+
+def test_resized_frames_do_not_alias_the_callers_arrays(tiny_model_dir):
+    """Frames already at the model's size need no resize; the planner still keeps its own copy,
+    so a caller that reuses its frame buffer cannot change what later plans see."""
+    planner = Planner.from_pretrained(tiny_model_dir, sampling=SamplingConfig(max_new_tokens=4))
+    cams = planner.cfg.images
+    shape = (len(cams.cameras), len(cams.frame_offsets_s))
+    h, w = resized_size(64, 96, cams, planner.cfg.vision)
+    frames = np.random.default_rng(1).integers(0, 255, (*shape, h, w, 3), dtype=np.uint8)
+    keys = tuple(range(shape[0] * shape[1]))
+    planner.plan(PlanInputs(frames, np.zeros((16, 3)), np.repeat(np.eye(3)[None], 16, 0),
+                            frame_keys=keys), seed=0)
+    kept = planner.resized_frames.get((keys[0], (h, w)))
+    np.testing.assert_array_equal(kept[0].permute(1, 2, 0).numpy(), frames[0, 0])
+    frames[:] = 0  # the caller reuses its buffer
+    assert int(kept.sum()) > 0

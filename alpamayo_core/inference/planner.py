@@ -249,9 +249,10 @@ class Planner:
         size, resized = tuple(flat.shape[-2:]), []
         for key, frame in zip(keys, flat.split(1), strict=True):
             image = self.resized_frames.get((key, size))
-            if image is None:
+            if image is None:  # a copy: at the model's size it would be a view of the input
                 image = model_size_images(frame, self.cfg.images, self.cfg.vision,
-                                          device=self.device).pixel_values  # (1, 3, h, w)
+                                          device=self.device).pixel_values.clone(
+                    memory_format=torch.channels_last)  # (1, 3, h, w)
                 self.resized_frames.put((key, size), image)
             resized.append(image)
         # Already at the model's size: this only attaches the grids.
