@@ -227,8 +227,8 @@ class Drive:
     def inputs(self, i: int) -> PlanInputs:
         window = range(i, i + self.frames)
         keys = tuple((cam, j) for cam in range(self.stream.shape[0]) for j in window)
-        return dataclasses.replace(self.template, images_rgb=self.stream[:, i:i + self.frames],
-                                   frame_keys=keys)
+        frames = np.ascontiguousarray(self.stream[:, i:i + self.frames])  # as the node's
+        return dataclasses.replace(self.template, images_rgb=frames, frame_keys=keys)
 
 
 class EncodedFrames:
