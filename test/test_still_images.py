@@ -93,3 +93,23 @@ def test_pixels_of_the_wrong_shape_are_rejected(models_and_cfg):
         embed(torch.zeros(1, 3, 96, 150, dtype=torch.uint8))
     with pytest.raises(ValueError, match="3 channels"):
         embed(torch.zeros(1, 4, 96, 160, dtype=torch.uint8))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (cuDNN conv2d)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_raw_images_on_cuda_match_the_reference_patches_on_cpu(models_and_cfg, dtype):
+    ours, plain, cfg = models_and_cfg
+    frames = _frames()
+    images = model_size_images(frames, cfg.images, cfg.vision, device="cuda")
+    assert images.pixel_values.device.type == "cuda"
+    assert images.pixel_values.dtype == torch.uint8  # uint8 crosses to the device
+    patches = preprocess_images(frames, cfg.images, cfg.vision)
+    embed = copy.deepcopy(ours.model.visual.patch_embed).to("cuda", dtype)
+    with torch.no_grad():
+        out = embed(images.pixel_values)
+        ref = plain.model.visual.patch_embed(patches.pixel_values)  # HF's Conv3d, fp32, CPU
+    assert out.dtype == dtype
+    err = (out.float().cpu() - ref).abs().max() / ref.abs().max()
+    # float32: cuDNN may run the convolution in TF32 (torch's default for convolutions).
+    assert err < (2e-3 if dtype == torch.float32 else 2e-2), err
