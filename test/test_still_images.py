@@ -85,6 +85,29 @@ def test_raw_images_in_bfloat16_stay_within_bf16_rounding(models_and_cfg):
     assert err < 2e-2, err
 
 
+
+def test_folded_weights_follow_the_parameters_and_train(models_and_cfg):
+    """The folded weight is kept between plans but recomputed after an in-place weight change
+    (as loading a checkpoint makes), and under autograd it passes gradients to the conv."""
+    ours, plain, cfg = models_and_cfg
+    embed = copy.deepcopy(ours.model.visual.patch_embed)
+    reference = copy.deepcopy(plain.model.visual.patch_embed)
+    frames = _frames(1)
+    images = model_size_images(frames, cfg.images, cfg.vision).pixel_values
+    patches = preprocess_images(frames, cfg.images, cfg.vision).pixel_values
+    with torch.no_grad():
+        before = embed(images)
+        assert embed._folded()[0] is embed._folded()[0]  # kept, not recomputed
+        for module in (embed, reference):
+            module.proj.weight.mul_(-0.5)
+            module.proj.bias.add_(1.0)
+        after = embed(images)
+        torch.testing.assert_close(after, reference(patches), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(before, after)
+    embed(images).square().sum().backward()
+    assert embed.proj.weight.grad is not None and embed.proj.weight.grad.abs().sum() > 0
+    assert embed.proj.bias.grad is not None
+
 def test_pixels_of_the_wrong_shape_are_rejected(models_and_cfg):
     embed = models_and_cfg[0].model.visual.patch_embed
     with pytest.raises(ValueError, match="pixel_values: expected"):
